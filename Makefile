@@ -1,0 +1,39 @@
+# Two commands do all set-up on a fresh machine with Python 3.11: `make dev` and `make test`.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+DAGSTER_HOME_DIR ?= $(CURDIR)/.dagster_home
+DEV_HOST ?= 127.0.0.1
+DEV_PORT ?= 3000
+
+.PHONY: install dev test lint bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+## UI and daemon on the embedded default: SQLite, local deploy targets, the demo catalog.
+dev: install
+	mkdir -p $(DAGSTER_HOME_DIR)
+	test -f $(DAGSTER_HOME_DIR)/dagster.yaml || cp deploy/dagster.local.yaml $(DAGSTER_HOME_DIR)/dagster.yaml
+	DAGSTER_HOME=$(DAGSTER_HOME_DIR) $(BIN)/dagster dev -w workspace.yaml -h $(DEV_HOST) -p $(DEV_PORT)
+
+## Lint, validate the demo catalog, run the whole test suite.
+test: install lint
+	$(BIN)/deliver validate
+	$(BIN)/python -m pytest
+
+lint: install
+	$(BIN)/ruff check .
+
+## Definitions load time against bare Dagster (a benchmark, not a test).
+bench: install
+	$(BIN)/python benchmarks/bench_definitions.py
+
+clean:
+	rm -rf $(VENV) .dagster_home .platform .pytest_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""Recommendations API: ranked products for a customer."""

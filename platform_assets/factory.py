@@ -1,0 +1,159 @@
+"""Turns the catalog into Dagster assets: build -> evaluate -> one asset per environment.
+
+Asset bodies only orchestrate: they call the shared stage functions in stages.py. Nothing here
+imports a kind's heavy libraries; handlers import those inside the functions that use them.
+"""
+
+
+from collections.abc import Callable
+
+import dagster as dg
+
+from platform_assets.catalog import Catalog, load_catalog
+from platform_assets.handlers import get_handler
+from platform_assets.settings import PlatformSettings, catalog_dir
+from platform_assets.specs import Deliverable
+from platform_assets.stages import (
+    HEALTHY,
+    build_key,
+    env_key,
+    evaluate_key,
+    run_build,
+    run_deploy,
+    run_evaluate,
+    target_resource_key,
+)
+
+CATALOG_KEY = dg.AssetKey(["platform", "catalog"])
+CATALOG_CHECK = "specs_valid"
+PLATFORM_GROUP = "platform"
+
+StageBody = Callable[[dg.AssetExecutionContext], dg.MaterializeResult]
+
+
+def group_name(owner: str) -> str:
+    """One asset group per team (Dagster group names allow no '-')."""
+    return owner.replace("-", "_")
+
+
+def deliverable_assets(deliverable: Deliverable, settings: PlatformSettings) -> list[dg.AssetsDefinition]:
+    spec = deliverable.spec
+    handler = get_handler(spec.kind)
+    name = spec.name
+    shared = {
+        "group_name": group_name(spec.owner),
+        "owners": [f"team:{spec.owner}"],
+        "kinds": {spec.kind, handler.technology},
+        "metadata": {"spec": dg.MetadataValue.path(str(deliverable.path))},
+    }
+    compute = spec.compute or settings.default_compute
+
+    def stage(
+        key: dg.AssetKey,
+        stage_name: str,
+        deps: list[dg.AssetKey],
+        checks: list[dg.AssetCheckSpec],
+        body: StageBody,
+        description: str,
+        resources: set[str],
+        op_tags: dict[str, str] | None = None,
+    ) -> dg.AssetsDefinition:
+        @dg.asset(
+            key=key,
+            deps=deps,
+            check_specs=checks,
+            description=description,
+            tags={"deliverable": name, "stage": stage_name},
+            op_tags={"platform/compute": compute, **(op_tags or {})},
+            required_resource_keys=resources,
+            **shared,
+        )
+        def _stage(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+            return body(context)
+
+        return _stage
+
+    assets = [
+        stage(
+            build_key(name),
+            "build",
+            [env_key(upstream, settings.last_environment) for upstream in spec.depends_on],
+            [],
+            lambda context: run_build(context, deliverable, settings),
+            f"Build {name}: {spec.description}",
+            {"artifact_store"},
+        ),
+        stage(
+            evaluate_key(name),
+            "evaluate",
+            [build_key(name)],
+            [dg.AssetCheckSpec(gate, asset=evaluate_key(name), blocking=True,
+                               description=f"gate '{gate}' of {name}") for gate in handler.gates],
+            lambda context: run_evaluate(context, deliverable, settings),
+            f"Evaluate {name} through its gates: {', '.join(handler.gates)}",
+            {"artifact_store"},
+        ),
+    ]
+    upstream = evaluate_key(name)
+    for env in settings.environment_names:
+        key = env_key(name, env)
+        assets.append(
+            stage(
+                key,
+                "deploy",
+                [upstream],
+                [dg.AssetCheckSpec(HEALTHY, asset=key, blocking=True,
+                                   description=f"{name} answers its health check in {env}")],
+                _deploy_body(deliverable, settings, env),
+                f"{name} deployed in {env} ({spec.policy(env).mode} promotion)",
+                {"artifact_store", target_resource_key(env)},
+            )
+        )
+        upstream = key
+    return assets
+
+
+def _deploy_body(deliverable: Deliverable, settings: PlatformSettings, env: str) -> StageBody:
+    return lambda context: run_deploy(context, deliverable, settings, env)
+
+
+def catalog_asset(settings: PlatformSettings, catalog: Catalog) -> dg.AssetsDefinition:
+    """The catalog itself, so spec errors are visible in the UI beside the assets they concern."""
+    errors_at_load = "\n".join(f"- {error}" for error in catalog.errors) or "none"
+
+    @dg.asset(
+        key=CATALOG_KEY,
+        group_name=PLATFORM_GROUP,
+        kinds={"yaml"},
+        description=(
+            f"The deliverable catalog in {catalog.root}: {len(catalog)} valid, {len(catalog.errors)} error(s) "
+            "when the definitions were loaded. Materialize to re-check; `deliver validate` shows the same."
+        ),
+        metadata={"catalog_dir": dg.MetadataValue.path(str(catalog.root)),
+                  "errors_at_load": dg.MetadataValue.md(errors_at_load)},
+        check_specs=[dg.AssetCheckSpec(CATALOG_CHECK, asset=CATALOG_KEY, description="every spec is valid")],
+    )
+    def _catalog(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+        current = load_catalog(catalog.root, settings)
+        listing = "\n".join(f"- {error}" for error in current.errors)
+        return dg.MaterializeResult(
+            metadata={"deliverables": len(current), "errors": len(current.errors)},
+            check_results=[
+                dg.AssetCheckResult(
+                    check_name=CATALOG_CHECK,
+                    passed=not current.errors,
+                    description=listing or "all specs valid",
+                    metadata={"errors": dg.MetadataValue.md(listing or "none")},
+                )
+            ],
+        )
+
+    return _catalog
+
+
+def build_assets(settings: PlatformSettings, catalog: Catalog | None = None) -> list[dg.AssetsDefinition]:
+    catalog = catalog or load_catalog(catalog_dir(settings), settings)
+    assets = [catalog_asset(settings, catalog)]
+    for deliverable in catalog:
+        assets.extend(deliverable_assets(deliverable, settings))
+    return assets

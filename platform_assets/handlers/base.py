@@ -1,0 +1,91 @@
+"""The interface between the shared stages and the kind-specific work.
+
+The stages (platform_assets/stages.py) own everything that is the same for every kind: reading
+the version to act on from the event log, recording versions, turning gate results into asset
+checks and deploy failures into failed steps. A handler only does what differs per kind.
+"""
+
+from __future__ import annotations
+
+import logging
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from platform_assets.settings import PlatformSettings
+from platform_assets.specs import Deliverable, DeliverableSpec
+
+if TYPE_CHECKING:
+    from resources.artifact_store import LocalArtifactStore
+    from resources.deploy_target import DeployTarget
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    """`record` is stored beside the artifact; evaluate and deploy read it back by version."""
+
+    version: str
+    metadata: dict[str, Any]
+    record: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class GateResult:
+    name: str
+    passed: bool
+    summary: str
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Deployed:
+    """What an environment runs, as recorded by its latest materialization."""
+
+    version: str
+    metadata: dict[str, Any]
+
+
+@dataclass
+class StageContext:
+    deliverable: Deliverable
+    settings: PlatformSettings
+    artifacts: LocalArtifactStore
+    log: logging.Logger
+    deployed: Callable[[str], Deployed | None]
+    upstream_versions: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def spec(self) -> Any:
+        return self.deliverable.spec
+
+    @property
+    def name(self) -> str:
+        return self.deliverable.name
+
+
+class KindHandler(ABC):
+    """One per kind. Adding a kind means writing one of these, not touching the pipeline."""
+
+    kind: ClassVar[str]
+    technology: ClassVar[str]
+    spec_model: ClassVar[type[DeliverableSpec]]
+    gates: ClassVar[tuple[str, ...]]
+
+    @abstractmethod
+    def build(self, ctx: StageContext) -> BuildResult:
+        """Produce an immutable artifact and its version id."""
+
+    @abstractmethod
+    def evaluate(self, ctx: StageContext, version: str, record: dict[str, Any]) -> list[GateResult]:
+        """Return one result per name in `gates`."""
+
+    @abstractmethod
+    def deploy(
+        self, ctx: StageContext, version: str, record: dict[str, Any], target: DeployTarget
+    ) -> dict[str, Any]:
+        """Run `version` in the target's environment; raise DeployFailed, leaving the previous one."""
+
+    @abstractmethod
+    def verify(self, ctx: StageContext, deployment: dict[str, Any], target: DeployTarget) -> GateResult:
+        """Post-deploy verification: the `healthy` check of an environment asset."""

@@ -1,0 +1,172 @@
+"""Services: a Python web service with its own tests and an OpenAPI contract.
+
+build: run the service's tests, build its wheel, export the contract; version = source digest.
+evaluate: gates `tests` and `api_compatibility` (against the contract running in the last env).
+deploy: install the wheel into an isolated environment and run it with uvicorn on the target.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field
+
+from platform_assets.fingerprint import source_digest
+from platform_assets.handlers.base import BuildResult, GateResult, KindHandler, StageContext
+from platform_assets.handlers.python_project import (
+    build_wheel,
+    copy_sources,
+    export_openapi,
+    install_isolated,
+    run_tests,
+)
+from platform_assets.openapi_compat import compare_contracts
+from platform_assets.specs import DeliverableSpec, StrictModel
+from resources.deploy_target import DeployTarget, ProcessLaunch, probe
+
+BUILD_RECORD = "build.json"
+CONTRACT = "openapi.json"
+TEST_REPORT = "tests.json"
+
+
+class TestsGate(StrictModel):
+    min_passed: int = Field(default=1, ge=0)
+
+
+class ApiCompatibilityGate(StrictModel):
+    allow_breaking_on_major: bool = False
+
+
+class ServiceGates(StrictModel):
+    tests: TestsGate = TestsGate()
+    api_compatibility: ApiCompatibilityGate = ApiCompatibilityGate()
+
+
+class ServiceSettings(StrictModel):
+    app: str = Field(pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$", description="ASGI app as module:attribute")
+    source: str = "."
+    python_path: str = "src"
+    tests: str = "tests"
+    health_path: str = Field(default="/health", pattern=r"^/")
+    startup_timeout_s: float = Field(default=30.0, gt=0, le=600)
+    test_timeout_s: float = Field(default=600.0, gt=0)
+    env: dict[str, str] = Field(default_factory=dict)
+
+
+class ServiceSpec(DeliverableSpec):
+    kind: Literal["service"]
+    gates: ServiceGates = ServiceGates()
+    service: ServiceSettings
+
+
+class ServiceHandler(KindHandler):
+    kind = "service"
+    technology = "fastapi"
+    spec_model = ServiceSpec
+    gates = ("tests", "api_compatibility")
+
+    def build(self, ctx: StageContext) -> BuildResult:
+        settings: ServiceSettings = ctx.spec.service
+        source = ctx.deliverable.folder / settings.source
+        version = source_digest(source)
+        if ctx.artifacts.exists(ctx.name, version, BUILD_RECORD):
+            ctx.log.info(f"{ctx.name} {version} was built before; reusing the immutable artifact")
+            record = ctx.artifacts.get_json(ctx.name, version, BUILD_RECORD)
+            return BuildResult(version, {**_build_metadata(record), "reused": True}, record)
+        with tempfile.TemporaryDirectory(prefix=f"build-{ctx.name}-") as tmp:
+            project = copy_sources(source, Path(tmp) / "src")
+            tests = run_tests(project, settings.tests, settings.python_path, settings.test_timeout_s)
+            ctx.log.info(f"service tests: {tests.passed} passed, {tests.failed} failed, {tests.errors} errors")
+            wheel = build_wheel(project, Path(tmp) / "dist")
+            contract = export_openapi(project, settings.python_path, settings.app)
+            stored_wheel = ctx.artifacts.put_file(ctx.name, version, wheel)
+        ctx.artifacts.put_json(ctx.name, version, CONTRACT, contract)
+        ctx.artifacts.put_json(ctx.name, version, TEST_REPORT, tests.as_dict())
+        record = {
+            "version": version,
+            "wheel": stored_wheel.name,
+            "tests": {k: v for k, v in tests.as_dict().items() if k != "output_tail"},
+            "contract_version": contract.get("info", {}).get("version"),
+            "upstream_versions": ctx.upstream_versions,
+        }
+        return BuildResult(version, {**_build_metadata(record), "wheel_path": str(stored_wheel)}, record)
+
+    def evaluate(self, ctx: StageContext, version: str, record: dict[str, Any]) -> list[GateResult]:
+        return [self._tests_gate(ctx, record), self._api_gate(ctx, version)]
+
+    def _tests_gate(self, ctx: StageContext, record: dict[str, Any]) -> GateResult:
+        tests = record["tests"]
+        minimum = ctx.spec.gates.tests.min_passed
+        passed = tests["failed"] == 0 and tests["errors"] == 0 and tests["passed"] >= minimum
+        summary = (
+            f"{tests['passed']} passed, {tests['failed']} failed, {tests['errors']} errors"
+            + ("" if tests["passed"] >= minimum else f"; at least {minimum} must pass")
+        )
+        return GateResult("tests", passed, summary, {"failures": tests["failures"]})
+
+    def _api_gate(self, ctx: StageContext, version: str) -> GateResult:
+        new = ctx.artifacts.get_json(ctx.name, version, CONTRACT)
+        baseline_env = ctx.settings.last_environment
+        running = ctx.deployed(baseline_env)
+        old = ctx.artifacts.get_json(ctx.name, running.version, CONTRACT) if running else None
+        report = compare_contracts(old, new)
+        allow = ctx.spec.gates.api_compatibility.allow_breaking_on_major
+        passed = report.allowed(allow)
+        if running is None:
+            summary = f"nothing runs in {baseline_env} yet; no contract to break"
+        elif report.compatible:
+            summary = f"compatible with {running.version} in {baseline_env}"
+        elif passed:
+            summary = (f"{len(report.breaking)} breaking change(s) allowed by the major version bump "
+                       f"{report.old_version} -> {report.new_version}")
+        else:
+            summary = f"{len(report.breaking)} breaking change(s) against {running.version} in {baseline_env}"
+            if report.major_bump and not allow:
+                summary += "; the spec does not allow breaking changes on a major bump"
+            elif not report.major_bump:
+                summary += f"; bump the major version of info.version ({report.new_version}) to announce them"
+        return GateResult(
+            "api_compatibility",
+            passed,
+            summary,
+            {
+                "breaking_changes": [str(change) for change in report.breaking],
+                "baseline_version": running.version if running else None,
+                "contract_version": report.new_version,
+                "baseline_contract_version": report.old_version,
+            },
+        )
+
+    def deploy(
+        self, ctx: StageContext, version: str, record: dict[str, Any], target: DeployTarget
+    ) -> dict[str, Any]:
+        settings: ServiceSettings = ctx.spec.service
+        wheel = ctx.artifacts.path(ctx.name, version, record["wheel"])
+        workspace = target.workspace(ctx.name, version)
+        python = install_isolated(wheel, workspace / "venv")
+        launch = ProcessLaunch(
+            deliverable=ctx.name,
+            version=version,
+            command=[str(python), "-m", "uvicorn", settings.app, "--host", "127.0.0.1", "--port", "{port}"],
+            health_path=settings.health_path,
+            workdir=workspace,
+            env={"PLATFORM_VERSION": version, "PLATFORM_ENVIRONMENT": target.environment, **settings.env},
+            startup_timeout_s=settings.startup_timeout_s,
+        )
+        return target.deploy(launch)
+
+    def verify(self, ctx: StageContext, deployment: dict[str, Any], target: DeployTarget) -> GateResult:
+        healthy, detail = probe(deployment["health_url"])
+        return GateResult("healthy", healthy, detail, {"health_url": deployment["health_url"]})
+
+
+def _build_metadata(record: dict[str, Any]) -> dict[str, Any]:
+    tests = record["tests"]
+    return {
+        "tests_passed": tests["passed"],
+        "tests_failed": tests["failed"] + tests["errors"],
+        "contract_version": record["contract_version"],
+        "wheel": record["wheel"],
+    }

@@ -1,0 +1,64 @@
+"""The fields every deliverable spec has; each kind's handler extends `DeliverableSpec`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+DNS_LABEL = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
+DNS_LABEL_HINT = "a DNS label: lower-case letters, digits and '-', at most 63, starting and ending alphanumeric"
+
+
+class StrictModel(BaseModel):
+    """Unknown keys are errors: a typo in a spec must not be silently ignored."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Promotion(StrictModel):
+    mode: Literal["auto", "manual"] = "auto"
+    approvers: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _manual_needs_approvers(self) -> Promotion:
+        if self.mode == "manual" and not self.approvers:
+            raise ValueError("manual promotion needs at least one approver in 'approvers'")
+        return self
+
+
+class DeliverableSpec(StrictModel):
+    name: str = Field(pattern=DNS_LABEL)
+    kind: str
+    owner: str = Field(pattern=DNS_LABEL)
+    description: str = Field(min_length=1)
+    depends_on: list[str] = Field(default_factory=list)
+    compute: str | None = None
+    gates: StrictModel = Field(default_factory=StrictModel)
+    promotion: dict[str, Promotion] = Field(default_factory=dict)
+    schedule: str | None = None
+
+    def policy(self, env: str) -> Promotion:
+        return self.promotion.get(env, Promotion())
+
+
+@dataclass(frozen=True)
+class Deliverable:
+    """A validated spec and the file it came from (sources sit beside it)."""
+
+    spec: DeliverableSpec
+    path: Path
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def kind(self) -> str:
+        return self.spec.kind
+
+    @property
+    def folder(self) -> Path:
+        return self.path.parent

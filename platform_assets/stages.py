@@ -1,0 +1,183 @@
+"""The three pipeline stages, shared by every kind.
+
+Stages pass nothing through IO managers: each stage records the version it acted on in its
+materialization, and the next stage reads that version back from the event log. That is what
+makes promotion move the exact artifact that was evaluated, from any run, on any pod.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import dagster as dg
+
+from platform_assets.handlers import get_handler
+from platform_assets.handlers.base import Deployed, GateResult, StageContext
+from platform_assets.settings import PlatformSettings
+from platform_assets.specs import Deliverable
+from resources.artifact_store import LocalArtifactStore
+from resources.deploy_target import DeployFailed, DeployTarget
+
+BUILD_RECORD = "build.json"
+HEALTHY = "healthy"
+
+
+def build_key(name: str) -> dg.AssetKey:
+    return dg.AssetKey([name, "build"])
+
+
+def evaluate_key(name: str) -> dg.AssetKey:
+    return dg.AssetKey([name, "evaluate"])
+
+
+def env_key(name: str, env: str) -> dg.AssetKey:
+    return dg.AssetKey([name, env])
+
+
+def target_resource_key(env: str) -> str:
+    return f"deploy_target_{env.replace('-', '_')}"
+
+
+def recorded(event: dg.EventLogEntry | None) -> Deployed | None:
+    """The version (and metadata) a stage recorded in a materialization event."""
+    if event is None or event.asset_materialization is None:
+        return None
+    metadata = {k: v.value for k, v in event.asset_materialization.metadata.items()}
+    return Deployed(version=str(metadata["version"]), metadata=metadata) if "version" in metadata else None
+
+
+def latest(instance: dg.DagsterInstance, key: dg.AssetKey) -> Deployed | None:
+    return recorded(instance.get_latest_materialization_event(key))
+
+
+def _stage_context(
+    context: dg.AssetExecutionContext, deliverable: Deliverable, settings: PlatformSettings
+) -> StageContext:
+    instance = context.instance
+    return StageContext(
+        deliverable=deliverable,
+        settings=settings,
+        artifacts=context.resources.artifact_store,
+        log=context.log,
+        deployed=lambda env: latest(instance, env_key(deliverable.name, env)),
+    )
+
+
+def run_build(
+    context: dg.AssetExecutionContext, deliverable: Deliverable, settings: PlatformSettings
+) -> dg.MaterializeResult:
+    ctx = _stage_context(context, deliverable, settings)
+    for upstream in deliverable.spec.depends_on:
+        published = latest(context.instance, env_key(upstream, settings.last_environment))
+        if published is None:
+            raise dg.Failure(
+                f"{deliverable.name} depends on '{upstream}', which has no version in "
+                f"{settings.last_environment} yet; deliver {upstream} first"
+            )
+        ctx.upstream_versions[upstream] = published.version
+    result = get_handler(deliverable.kind).build(ctx)
+    artifacts: LocalArtifactStore = context.resources.artifact_store
+    artifacts.put_json(deliverable.name, result.version, BUILD_RECORD, result.record)
+    return dg.MaterializeResult(
+        metadata={"version": result.version, **_plain(result.metadata), "upstream_versions": ctx.upstream_versions},
+        data_version=dg.DataVersion(result.version),
+    )
+
+
+def run_evaluate(
+    context: dg.AssetExecutionContext, deliverable: Deliverable, settings: PlatformSettings
+) -> dg.MaterializeResult:
+    built = latest(context.instance, build_key(deliverable.name))
+    if built is None:
+        key = build_key(deliverable.name).to_user_string()
+        raise dg.Failure(f"{deliverable.name} has not been built yet; materialize {key} first")
+    ctx = _stage_context(context, deliverable, settings)
+    record = ctx.artifacts.get_json(deliverable.name, built.version, BUILD_RECORD)
+    gates = get_handler(deliverable.kind).evaluate(ctx, built.version, record)
+    failed = [gate.name for gate in gates if not gate.passed]
+    return dg.MaterializeResult(
+        metadata={
+            "version": built.version,
+            "gates_passed": not failed,
+            "failed_gates": failed,
+            **{f"gate/{gate.name}": f"{'PASS' if gate.passed else 'FAIL'}: {gate.summary}" for gate in gates},
+        },
+        check_results=[_check_result(gate) for gate in gates],
+        data_version=dg.DataVersion(built.version),
+    )
+
+
+def run_deploy(
+    context: dg.AssetExecutionContext, deliverable: Deliverable, settings: PlatformSettings, env: str
+) -> dg.MaterializeResult:
+    """Deploy the version recorded upstream: evaluated (first env) or running in the previous env."""
+    name = deliverable.name
+    previous_env = settings.previous_environment(env)
+    source_key = env_key(name, previous_env) if previous_env else evaluate_key(name)
+    candidate = latest(context.instance, source_key)
+    if candidate is None:
+        raise dg.Failure(f"nothing to deploy to {env}: {source_key.to_user_string()} has no version yet")
+    if previous_env is None and not candidate.metadata.get("gates_passed"):
+        failed = ", ".join(candidate.metadata.get("failed_gates", []))
+        raise dg.Failure(
+            f"{name} {candidate.version} did not pass its gates ({failed}); it cannot be deployed. "
+            "Fix the cause and build again."
+        )
+    ctx = _stage_context(context, deliverable, settings)
+    target: DeployTarget = getattr(context.resources, target_resource_key(env))
+    handler = get_handler(deliverable.kind)
+    record = ctx.artifacts.get_json(name, candidate.version, BUILD_RECORD)
+    try:
+        deployment = handler.deploy(ctx, candidate.version, record, target)
+    except DeployFailed as exc:
+        kept = latest(context.instance, env_key(name, env))
+        details = {
+            "event": "deploy_failed",
+            "attempted_version": candidate.version,
+            "serving_version": kept.version if kept else None,
+            "reason": str(exc),
+            **_plain(exc.metadata),
+        }
+        context.log_event(dg.AssetObservation(asset_key=env_key(name, env), metadata=details))
+        raise dg.Failure(
+            f"{exc}. {env} keeps serving {kept.version if kept else 'nothing'} (rolled back).",
+            metadata=details,
+        ) from exc
+    health = handler.verify(ctx, deployment, target)
+    metadata: dict[str, Any] = {
+        "version": candidate.version,
+        "environment": env,
+        "promoted_from": source_key.to_user_string(),
+        **_plain({k: v for k, v in deployment.items() if k != "version"}),
+    }
+    if deployment.get("url"):
+        metadata["url"] = dg.MetadataValue.url(deployment["url"])
+    return dg.MaterializeResult(
+        metadata=metadata,
+        check_results=[_check_result(health)],
+        data_version=dg.DataVersion(candidate.version),
+    )
+
+
+def _check_result(gate: GateResult) -> dg.AssetCheckResult:
+    return dg.AssetCheckResult(
+        check_name=gate.name,
+        passed=gate.passed,
+        description=gate.summary,
+        metadata={"summary": gate.summary, **_plain(gate.metadata)},
+    )
+
+
+def _plain(values: dict[str, Any]) -> dict[str, Any]:
+    """Metadata values Dagster can store: lists become JSON, None becomes text."""
+    return {key: _metadata_value(value) for key, value in values.items()}
+
+
+def _metadata_value(value: Any) -> Any:
+    if value is None:
+        return dg.MetadataValue.text("none")
+    if isinstance(value, tuple):
+        return dg.MetadataValue.json(list(value))
+    if isinstance(value, dict | list):
+        return dg.MetadataValue.json(value)
+    return value

@@ -1,0 +1,60 @@
+"""What runs where: the versions each environment serves, read from the Dagster event log."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import dagster as dg
+
+from platform_assets.catalog import Catalog
+from platform_assets.settings import PlatformSettings
+from platform_assets.stages import env_key, evaluate_key, recorded
+
+
+@dataclass
+class DeliverableStatus:
+    name: str
+    kind: str
+    owner: str
+    versions: dict[str, str | None] = field(default_factory=dict)
+    gates: str = "-"
+    endpoint: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def collect_status(
+    instance: dg.DagsterInstance, catalog: Catalog, settings: PlatformSettings
+) -> list[DeliverableStatus]:
+    """One batched event-log query for every deliverable and environment."""
+    keys = [evaluate_key(d.name) for d in catalog]
+    keys += [env_key(d.name, env) for d in catalog for env in settings.environment_names]
+    events = instance.get_latest_materialization_events(keys)
+    rows = []
+    for deliverable in catalog:
+        row = DeliverableStatus(deliverable.name, deliverable.kind, deliverable.spec.owner)
+        for env in settings.environment_names:
+            deployed = recorded(events.get(env_key(deliverable.name, env)))
+            row.versions[env] = deployed.version if deployed else None
+            if deployed and deployed.metadata.get("url"):
+                row.endpoint = str(deployed.metadata["url"])
+        evaluated = recorded(events.get(evaluate_key(deliverable.name)))
+        if evaluated:
+            failed = evaluated.metadata.get("failed_gates") or []
+            verdict = "passed" if not failed else f"failed: {', '.join(failed)}"
+            row.gates = f"{evaluated.version} {verdict}"
+        rows.append(row)
+    return rows
+
+
+def format_table(rows: list[DeliverableStatus], environments: list[str]) -> str:
+    header = ["DELIVERABLE", "KIND", "OWNER", *(env.upper() for env in environments), "LAST GATES", "ENDPOINT"]
+    body = [
+        [r.name, r.kind, r.owner, *(r.versions.get(env) or "-" for env in environments), r.gates, r.endpoint or "-"]
+        for r in rows
+    ]
+    widths = [max(len(str(line[i])) for line in [header, *body]) for i in range(len(header))]
+    return "\n".join("  ".join(str(cell).ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip()
+                     for line in [header, *body])

@@ -1,0 +1,60 @@
+"""What every deploy target offers the handlers, and the helpers they share."""
+
+from __future__ import annotations
+
+import socket
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+
+class DeployFailed(Exception):
+    """The new version did not come up; the environment still runs what it ran before."""
+
+    def __init__(self, message: str, metadata: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.metadata = metadata or {}
+
+
+@dataclass(frozen=True)
+class ProcessLaunch:
+    """How to run one version; `{port}` in `command` is replaced by the port the target picks."""
+
+    deliverable: str
+    version: str
+    command: list[str]
+    health_path: str
+    workdir: Path
+    env: dict[str, str] = field(default_factory=dict)
+    startup_timeout_s: float = 30.0
+
+
+class DeployTarget(Protocol):
+    environment: str
+
+    def deploy(self, launch: ProcessLaunch) -> dict[str, Any]: ...
+
+    def current(self, deliverable: str) -> dict[str, Any] | None: ...
+
+    def workspace(self, deliverable: str, version: str) -> Path: ...
+
+
+def free_port() -> int:
+    """A port nobody listens on now; the OS picks it, so two instances never collide."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def probe(url: str, timeout_s: float = 2.0) -> tuple[bool, str]:
+    """GET `url`: (True, body excerpt) on HTTP 200, else (False, why)."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout_s) as response:
+            body = response.read(2048).decode(errors="replace")
+            return response.status == 200, f"HTTP {response.status}: {body[:200]}"
+    except urllib.error.HTTPError as exc:
+        return False, f"HTTP {exc.code} from {url}"
+    except (urllib.error.URLError, OSError) as exc:
+        return False, f"no answer from {url}: {getattr(exc, 'reason', exc)}"
