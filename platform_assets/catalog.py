@@ -8,7 +8,6 @@ every error names the file, the field and what would be valid.
 from __future__ import annotations
 
 import difflib
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from graphlib import CycleError, TopologicalSorter
@@ -54,10 +53,8 @@ class Catalog:
 
 
 def _display(path: Path) -> str:
-    try:
-        return os.path.relpath(path)
-    except ValueError:
-        return str(path)
+    """Relative to the working directory when inside it, else absolute."""
+    return str(path.relative_to(Path.cwd())) if path.is_relative_to(Path.cwd()) else str(path)
 
 
 def load_catalog(root: Path, settings: PlatformSettings) -> Catalog:
@@ -81,10 +78,9 @@ def load_catalog(root: Path, settings: PlatformSettings) -> Catalog:
                     path,
                     "name",
                     f"'{deliverable.name}' is already declared by {_display(first_file[deliverable.name])}; "
-                    "names must be unique across the catalog",
+                    "names must be unique across the catalog (the first file keeps the name)",
                 )
             )
-            parsed.pop(deliverable.name, None)
             continue
         first_file[deliverable.name] = path
         parsed[deliverable.name] = deliverable
@@ -106,26 +102,29 @@ def _load_one(path: Path, settings: PlatformSettings) -> tuple[Deliverable | Non
         message = "required field is missing" if kind is None else f"'{kind}' is not a known kind"
         return None, [CatalogError(path, "kind", f"{message}; valid kinds: {valid}")]
     model = models[kind]
+    errors = _check_against_settings(path, raw, settings)
     try:
         spec = model.model_validate(dict(raw))
     except ValidationError as exc:
-        return None, [_pydantic_error(path, model, err) for err in exc.errors()]
-    errors = _check_against_settings(path, spec, settings)
+        return None, [_pydantic_error(path, model, err) for err in exc.errors()] + errors
     return (None, errors) if errors else (Deliverable(spec=spec, path=path), [])
 
 
-def _check_against_settings(path: Path, spec: Any, settings: PlatformSettings) -> list[CatalogError]:
+def _check_against_settings(path: Path, raw: Mapping[str, Any], settings: PlatformSettings) -> list[CatalogError]:
+    """Checks that need platform.yaml; run on the raw spec so they are listed with schema errors."""
     errors = []
-    if spec.compute is not None and spec.compute not in settings.compute_profiles:
+    compute = raw.get("compute")
+    if isinstance(compute, str) and compute not in settings.compute_profiles:
         errors.append(
             CatalogError(
                 path,
                 "compute",
-                f"unknown compute profile '{spec.compute}'; valid: {', '.join(sorted(settings.compute_profiles))}"
+                f"unknown compute profile '{compute}'; valid: {', '.join(sorted(settings.compute_profiles))}"
                 f" (defined in {_display(settings.source) if settings.source else 'platform.yaml'})",
             )
         )
-    for env in spec.promotion:
+    promotion = raw.get("promotion")
+    for env in promotion if isinstance(promotion, Mapping) else ():
         if env not in settings.environment_names:
             errors.append(
                 CatalogError(
@@ -134,8 +133,9 @@ def _check_against_settings(path: Path, spec: Any, settings: PlatformSettings) -
                     f"unknown environment '{env}'; valid: {', '.join(settings.environment_names)}",
                 )
             )
-    if spec.name in spec.depends_on:
-        errors.append(CatalogError(path, "depends_on", f"'{spec.name}' cannot depend on itself"))
+    depends_on = raw.get("depends_on")
+    if isinstance(depends_on, list) and raw.get("name") in depends_on:
+        errors.append(CatalogError(path, "depends_on", f"'{raw['name']}' cannot depend on itself"))
     return errors
 
 

@@ -1,0 +1,75 @@
+"""Fixtures that run the whole platform in a temporary folder: its own DAGSTER_HOME (and so its own
+state folder and deployments), and a copy of the demo catalog that a test may change."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from platform_assets.factory import build_assets
+from platform_assets.fingerprint import IGNORED_DIRS
+from platform_assets.resources_config import platform_resources
+from platform_assets.settings import PROJECT_ROOT, PlatformSettings, load_settings
+from resources.local_process import LocalProcessTarget
+
+DEMO_CATALOG = PROJECT_ROOT / "catalog"
+
+
+@dataclass
+class Platform:
+    home: Path
+    catalog: Path
+    settings: PlatformSettings
+    instance: dg.DagsterInstance
+
+    def materialize(self, *keys: str) -> dg.ExecuteInProcessResult:
+        """Run the given assets in-process against this platform's instance (real stages, real processes)."""
+        return dg.materialize(
+            build_assets(self.settings),
+            selection=[dg.AssetKey.from_user_string(key) for key in keys],
+            resources=platform_resources(self.settings),
+            instance=self.instance,
+            raise_on_error=False,
+        )
+
+    def latest(self, key: str) -> dict:
+        event = self.instance.get_latest_materialization_event(dg.AssetKey.from_user_string(key))
+        assert event is not None, f"{key} was never materialized"
+        return {k: v.value for k, v in event.asset_materialization.metadata.items()}
+
+    def current(self, deliverable: str, env: str) -> dict | None:
+        return LocalProcessTarget(environment=env).current(deliverable)
+
+
+def copy_deliverable(name: str, catalog: Path) -> Path:
+    return Path(shutil.copytree(DEMO_CATALOG / name, catalog / name,
+                                ignore=shutil.ignore_patterns(*IGNORED_DIRS, "*.egg-info")))
+
+
+@pytest.fixture
+def platform(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Platform]:
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    shutil.copy(PROJECT_ROOT / "deploy" / "dagster.local.yaml", home / "dagster.yaml")
+    catalog = tmp_path / "catalog"
+    catalog.mkdir()
+    copy_deliverable("recommendations-api", catalog)
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    monkeypatch.setenv("PLATFORM_CATALOG_DIR", str(catalog))
+    monkeypatch.delenv("PLATFORM_STATE_DIR", raising=False)
+    settings = load_settings()
+    with dg.DagsterInstance.get() as instance:
+        yield Platform(home, catalog, settings, instance)
+    stop_all(settings)
+
+
+def stop_all(settings: PlatformSettings) -> None:
+    for env in settings.environment_names:
+        target = LocalProcessTarget(environment=env)
+        for name in target.deployed_names():
+            target.stop(name)

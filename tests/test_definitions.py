@@ -1,0 +1,152 @@
+"""The asset graph the factory builds, and how spec errors surface without breaking the rest."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import dagster as dg
+import pytest
+import yaml
+
+from platform_assets.definitions import build_definitions
+from platform_assets.factory import CATALOG_CHECK, CATALOG_KEY
+from tests.conftest import PROJECT_ROOT, Platform
+
+HEAVY = ["mlflow", "dbt", "kubernetes", "sklearn", "papermill", "boto3", "pandas", "fastapi", "uvicorn"]
+
+
+def add_spec(platform: Platform, folder: str, content: dict | str) -> Path:
+    path = platform.catalog / folder / "deliverable.yaml"
+    path.parent.mkdir()
+    path.write_text(content if isinstance(content, str) else yaml.safe_dump(content))
+    return path
+
+
+def frontend_spec(**overrides) -> dict:
+    spec = {"name": "storefront", "kind": "service", "owner": "web-team", "description": "The shop front.",
+            "depends_on": ["recommendations-api"], "compute": "cpu-large",
+            "service": {"app": "storefront.app:app"}}
+    spec.update(overrides)
+    return spec
+
+
+def test_stage_assets_are_chained_per_deliverable(platform: Platform) -> None:
+    add_spec(platform, "storefront", frontend_spec())
+    graph = build_definitions(platform.settings).resolve_asset_graph()
+    key = dg.AssetKey.from_user_string
+    assert graph.get(key("recommendations-api/evaluate")).parent_keys == {key("recommendations-api/build")}
+    assert graph.get(key("recommendations-api/staging")).parent_keys == {key("recommendations-api/evaluate")}
+    assert graph.get(key("recommendations-api/prod")).parent_keys == {key("recommendations-api/staging")}
+    assert graph.get(key("storefront/build")).parent_keys == {key("recommendations-api/prod")}
+
+
+def test_gates_and_health_are_blocking_checks(platform: Platform) -> None:
+    defs = build_definitions(platform.settings)
+    specs = {
+        (spec.asset_key.to_user_string(), spec.name): spec
+        for assets_def in defs.assets
+        for spec in assets_def.check_specs
+    }
+    assert set(specs) == {
+        ("recommendations-api/evaluate", "tests"),
+        ("recommendations-api/evaluate", "api_compatibility"),
+        ("recommendations-api/staging", "healthy"),
+        ("recommendations-api/prod", "healthy"),
+        ("platform/catalog", CATALOG_CHECK),
+    }
+    assert all(spec.blocking for (key, _), spec in specs.items() if key != "platform/catalog")
+
+
+def test_assets_carry_owner_group_kinds_description_and_links(platform: Platform) -> None:
+    add_spec(platform, "storefront", frontend_spec())
+    specs = {s.key.to_user_string(): s for s in build_definitions(platform.settings).resolve_all_asset_specs()}
+    build = specs["storefront/build"]
+    assert build.owners == ["team:web-team"]
+    assert build.group_name == "web_team"
+    assert build.kinds == {"service", "fastapi"}
+    assert "The shop front." in build.description
+    assert build.metadata["spec"].value.endswith("storefront/deliverable.yaml")
+    assert {"deliverable": "storefront", "stage": "build"}.items() <= build.tags.items()
+    assert specs["storefront/prod"].description == "storefront deployed in prod (auto promotion)"
+
+
+def test_compute_profile_reaches_the_op(platform: Platform) -> None:
+    add_spec(platform, "storefront", frontend_spec())
+    defs = build_definitions(platform.settings)
+    build = defs.resolve_assets_def(dg.AssetKey.from_user_string("storefront/build"))
+    default = defs.resolve_assets_def(dg.AssetKey.from_user_string("recommendations-api/build"))
+    assert build.op.tags["platform/compute"] == "cpu-large"
+    assert default.op.tags["platform/compute"] == "cpu-small"
+
+
+def test_malformed_spec_leaves_the_others_loaded_and_fails_the_catalog_check(platform: Platform) -> None:
+    broken = add_spec(platform, "storefront", frontend_spec(compute="gpu-9", depends_onn=["x"]))
+    defs = build_definitions(platform.settings)
+    keys = {k.to_user_string() for k in defs.resolve_asset_graph().get_all_asset_keys()}
+    assert "recommendations-api/prod" in keys
+    assert not any(k.startswith("storefront/") for k in keys)
+    errors_at_load = defs.resolve_assets_def(CATALOG_KEY).specs_by_key[CATALOG_KEY].metadata["errors_at_load"]
+    assert "storefront/deliverable.yaml" in errors_at_load.value
+
+    result = platform.materialize(CATALOG_KEY.to_user_string())
+    [evaluation] = result.get_asset_check_evaluations()
+    assert evaluation.check_name == CATALOG_CHECK and not evaluation.passed
+    listing = evaluation.metadata["errors"].value
+    assert str(broken) in listing
+    assert "field 'depends_onn'" in listing and "field 'compute'" in listing
+
+
+def test_deliver_validate_exits_1_and_names_file_and_field(platform: Platform) -> None:
+    add_spec(platform, "storefront", frontend_spec(compute="gpu-9"))
+    add_spec(platform, "broken", "kind: [oops\n")
+    completed = subprocess.run([sys.executable, "-m", "platform_assets.cli", "validate"],
+                               capture_output=True, text=True)
+    assert completed.returncode == 1
+    lines = completed.stdout.splitlines()
+    assert any("storefront/deliverable.yaml: field 'compute': unknown compute profile 'gpu-9'" in line
+               for line in lines)
+    assert any("broken/deliverable.yaml: (whole file): not valid YAML" in line for line in lines)
+    assert "1 deliverable(s) valid, 2 error(s) in 2 file(s)" in lines[-1]
+
+
+def test_deliver_validate_passes_on_the_demo_catalog() -> None:
+    completed = subprocess.run([sys.executable, "-m", "platform_assets.cli", "validate"],
+                               capture_output=True, text=True, cwd=PROJECT_ROOT,
+                               env={k: v for k, v in os.environ.items() if k != "PLATFORM_CATALOG_DIR"})
+    assert completed.returncode == 0, completed.stdout
+    assert "0 error(s)" in completed.stdout
+
+
+def test_broken_platform_yaml_names_file_and_field(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    config = tmp_path / "platform.yaml"
+    text = (PROJECT_ROOT / "platform.yaml").read_text().replace("default_compute: cpu-small", "default_compute: tiny")
+    config.write_text(text)
+    monkeypatch.setenv("PLATFORM_CONFIG", str(config))
+    completed = subprocess.run([sys.executable, "-m", "platform_assets.cli", "validate"],
+                               capture_output=True, text=True)
+    assert completed.returncode == 1
+    assert f"{config}: field '(top level)': Value error, default_compute: 'tiny'" in completed.stderr
+
+
+def test_loading_definitions_imports_no_heavy_library(platform: Platform) -> None:
+    probe = (
+        "import json, sys\n"
+        "from platform_assets.definitions import defs\n"
+        "defs.resolve_asset_graph()\n"
+        f"print(json.dumps(sorted(m for m in {HEAVY!r} if m in sys.modules)))\n"
+    )
+    completed = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert json.loads(completed.stdout.splitlines()[-1]) == []
+
+
+def test_dagster_cli_loads_the_code_location() -> None:
+    completed = subprocess.run(
+        [sys.executable, "-m", "dagster", "definitions", "validate", "-w", "workspace.yaml"],
+        cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=120,
+    )
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    assert "Validation successful" in completed.stdout + completed.stderr

@@ -1,0 +1,158 @@
+"""The whole service pipeline through real processes: pytest, pip, a wheel, uvicorn.
+
+Each test starts from a copy of the demo service delivered to prod, changes the copy the way a
+developer would, and checks what the platform did and what prod serves afterwards.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import urllib.request
+
+import dagster as dg
+import pytest
+
+from tests.conftest import PROJECT_ROOT, Platform
+
+SERVICE = "recommendations-api"
+THROUGH_PROD = [f"{SERVICE}/build", f"{SERVICE}/evaluate", f"{SERVICE}/staging", f"{SERVICE}/prod"]
+
+
+def health(url: str) -> dict:
+    with urllib.request.urlopen(f"{url}/health", timeout=5) as response:
+        return json.loads(response.read())
+
+
+def checks(result: dg.ExecuteInProcessResult) -> dict[str, bool]:
+    return {f"{e.asset_key.to_user_string()}:{e.check_name}": e.passed for e in result.get_asset_check_evaluations()}
+
+
+def edit(platform: Platform, relative: str, old: str, new: str) -> None:
+    path = platform.catalog / SERVICE / relative
+    text = path.read_text()
+    assert old in text, f"{old!r} not in {path}"
+    path.write_text(text.replace(old, new))
+
+
+@pytest.fixture
+def delivered(platform: Platform) -> Platform:
+    """The demo service in staging and prod, as the first delivery of a new service."""
+    result = platform.materialize(*THROUGH_PROD)
+    assert result.success, result.all_events
+    return platform
+
+
+def test_cli_materialize_through_prod_serves_health(platform: Platform) -> None:
+    """The exact command of the README, on a fresh DAGSTER_HOME, then `deliver status`."""
+    completed = subprocess.run(
+        [sys.executable, "-m", "dagster", "asset", "materialize", "-m", "platform_assets.definitions",
+         "--select", ",".join(THROUGH_PROD)],
+        cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300,
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    status = subprocess.run([sys.executable, "-m", "platform_assets.cli", "status", "--json"],
+                            capture_output=True, text=True, check=True)
+    [row] = json.loads(status.stdout)
+    version = platform.latest(f"{SERVICE}/build")["version"]
+    assert row["versions"] == {"staging": version, "prod": version}
+    assert row["gates"] == f"{version} passed"
+    assert health(row["endpoint"]) == {"status": "ok", "version": version, "environment": "prod"}
+    table = subprocess.run([sys.executable, "-m", "platform_assets.cli", "status"],
+                           capture_output=True, text=True, check=True).stdout
+    assert SERVICE in table and row["endpoint"] in table
+
+
+def test_first_delivery_records_versions_gates_and_health(delivered: Platform) -> None:
+    build = delivered.latest(f"{SERVICE}/build")
+    version = build["version"]
+    assert build["tests_passed"] == 5 and build["tests_failed"] == 0
+    assert delivered.latest(f"{SERVICE}/evaluate")["gates_passed"] is True
+    for env in ("staging", "prod"):
+        deployed = delivered.latest(f"{SERVICE}/{env}")
+        assert deployed["version"] == version
+        assert health(deployed["url"])["environment"] == env
+    assert delivered.latest(f"{SERVICE}/prod")["promoted_from"] == f"{SERVICE}/staging"
+    staging, prod = delivered.current(SERVICE, "staging"), delivered.current(SERVICE, "prod")
+    assert staging["port"] != prod["port"]
+    assert "/deployments/prod/" in prod["command"][0], "prod runs from its own isolated environment"
+
+
+def test_breaking_contract_fails_gate_and_prod_keeps_serving(delivered: Platform) -> None:
+    old_version = delivered.latest(f"{SERVICE}/prod")["version"]
+    prod_url = delivered.latest(f"{SERVICE}/prod")["url"]
+    edit(delivered, "src/recommendations_api/app.py", "    name: str\n", "    title: str\n")
+    edit(delivered, "src/recommendations_api/app.py", "name=PRODUCTS[pid]", "title=PRODUCTS[pid]")
+
+    result = delivered.materialize(*THROUGH_PROD)
+
+    assert not result.success
+    assert checks(result)[f"{SERVICE}/evaluate:api_compatibility"] is False
+    assert checks(result)[f"{SERVICE}/evaluate:tests"] is True
+    [evaluation] = [e for e in result.get_asset_check_evaluations() if e.check_name == "api_compatibility"]
+    breaking = evaluation.metadata["breaking_changes"].value
+    assert any("items[].name" in change and "removed" in change for change in breaking), breaking
+    evaluated = delivered.latest(f"{SERVICE}/evaluate")
+    assert evaluated["gates_passed"] is False and evaluated["failed_gates"] == ["api_compatibility"]
+    assert delivered.latest(f"{SERVICE}/prod")["version"] == old_version
+    assert health(prod_url)["version"] == old_version
+
+
+def test_gate_failed_version_is_refused_when_deployed_alone(delivered: Platform) -> None:
+    edit(delivered, "tests/test_app.py", 'assert response.json()["status"] == "ok"', "assert False")
+    assert not delivered.materialize(f"{SERVICE}/build", f"{SERVICE}/evaluate").success
+    failed_version = delivered.latest(f"{SERVICE}/evaluate")["version"]
+
+    result = delivered.materialize(f"{SERVICE}/staging")
+
+    assert not result.success
+    failure = result.failure_data_for_node("recommendations_api__staging")
+    assert f"{failed_version} did not pass its gates (tests)" in failure.error.message
+    assert delivered.latest(f"{SERVICE}/staging")["version"] != failed_version
+
+
+def test_major_bump_allows_breaking_change_when_policy_says_so(delivered: Platform) -> None:
+    edit(delivered, "src/recommendations_api/app.py", "    name: str\n", "    title: str\n")
+    edit(delivered, "src/recommendations_api/app.py", "name=PRODUCTS[pid]", "title=PRODUCTS[pid]")
+    edit(delivered, "src/recommendations_api/app.py", 'version="1.2.0"', 'version="2.0.0"')
+
+    result = delivered.materialize(*THROUGH_PROD)
+
+    assert result.success
+    new_version = delivered.latest(f"{SERVICE}/build")["version"]
+    assert health(delivered.latest(f"{SERVICE}/prod")["url"])["version"] == new_version
+
+
+def test_version_that_does_not_start_in_prod_is_rolled_back(delivered: Platform) -> None:
+    """Healthy in staging, but prod lacks a setting it needs at startup: prod keeps the old version."""
+    old = delivered.current(SERVICE, "prod")
+    edit(
+        delivered,
+        "src/recommendations_api/app.py",
+        'app = FastAPI(title="recommendations-api", version="1.2.0")',
+        "from contextlib import asynccontextmanager\n\n\n"
+        "@asynccontextmanager\n"
+        "async def lifespan(_app):\n"
+        "    if os.environ.get('PLATFORM_ENVIRONMENT') == 'prod' and 'RECS_SIGNING_KEY' not in os.environ:\n"
+        "        raise RuntimeError('RECS_SIGNING_KEY is required in prod')\n"
+        "    yield\n\n\n"
+        'app = FastAPI(title="recommendations-api", version="1.2.0", lifespan=lifespan)',
+    )
+
+    result = delivered.materialize(*THROUGH_PROD)
+
+    assert not result.success
+    new_version = delivered.latest(f"{SERVICE}/build")["version"]
+    assert delivered.latest(f"{SERVICE}/staging")["version"] == new_version
+    assert delivered.latest(f"{SERVICE}/prod")["version"] == old["version"]
+    assert delivered.current(SERVICE, "prod")["pid"] == old["pid"]
+    assert health(old["url"])["version"] == old["version"]
+    failure = result.failure_data_for_node("recommendations_api__prod")
+    assert "did not start healthy" in failure.error.message
+    assert f"prod keeps serving {old['version']}" in failure.error.message
+    observation = delivered.instance.fetch_observations(dg.AssetKey([SERVICE, "prod"]), limit=1).records[0]
+    recorded = observation.asset_observation.metadata
+    assert recorded["event"].value == "deploy_failed"
+    assert recorded["attempted_version"].value == new_version
+    assert "RECS_SIGNING_KEY is required in prod" in recorded["log_tail"].value
