@@ -7,7 +7,6 @@ code takes plain values and tests can point the platform anywhere with environme
 
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 from typing import Any, Literal
@@ -171,7 +170,3 @@ def state_dir() -> Path:
     path.mkdir(parents=True, exist_ok=True)
     return path
 
-
-def instance_tag() -> str:
-    """A short id of this platform instance, used to label processes it owns."""
-    return hashlib.sha256(str(state_dir()).encode()).hexdigest()[:8]

@@ -12,7 +12,7 @@ from typing import Any
 import dagster as dg
 
 from platform_assets.handlers import get_handler
-from platform_assets.handlers.base import Deployed, GateResult, StageContext
+from platform_assets.handlers.base import BuildFailed, Deployed, GateResult, StageContext
 from platform_assets.settings import PlatformSettings
 from platform_assets.specs import Deliverable
 from resources.artifact_store import LocalArtifactStore
@@ -75,7 +75,10 @@ def run_build(
                 f"{settings.last_environment} yet; deliver {upstream} first"
             )
         ctx.upstream_versions[upstream] = published.version
-    result = get_handler(deliverable.kind).build(ctx)
+    try:
+        result = get_handler(deliverable.kind).build(ctx)
+    except BuildFailed as exc:
+        raise dg.Failure(f"{deliverable.name} could not be built: {exc}") from exc
     artifacts: LocalArtifactStore = context.resources.artifact_store
     artifacts.put_json(deliverable.name, result.version, BUILD_RECORD, result.record)
     return dg.MaterializeResult(

@@ -156,3 +156,15 @@ def test_version_that_does_not_start_in_prod_is_rolled_back(delivered: Platform)
     assert recorded["event"].value == "deploy_failed"
     assert recorded["attempted_version"].value == new_version
     assert "RECS_SIGNING_KEY is required in prod" in recorded["log_tail"].value
+
+
+def test_wrong_app_path_fails_the_build_naming_the_field(platform: Platform) -> None:
+    spec = platform.catalog / SERVICE / "deliverable.yaml"
+    spec.write_text(spec.read_text().replace("recommendations_api.app:app", "recommendations_api.api:app"))
+
+    result = platform.materialize(f"{SERVICE}/build")
+
+    assert not result.success
+    message = result.failure_data_for_node("recommendations_api__build").error.message
+    assert "could not be built" in message and "No module named 'recommendations_api.api'" in message
+    assert "Check field 'service.app' (recommendations_api.api:app)" in message and str(spec) in message

@@ -21,6 +21,10 @@ if TYPE_CHECKING:
     from resources.deploy_target import DeployTarget
 
 
+class BuildFailed(Exception):
+    """The deliverable could not be built; the message says what to fix (file, field, command)."""
+
+
 @dataclass(frozen=True)
 class BuildResult:
     """`record` is stored beside the artifact; evaluate and deploy read it back by version."""

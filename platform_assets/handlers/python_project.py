@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from platform_assets.fingerprint import source_files
+from platform_assets.handlers.base import BuildFailed
 
 INSTALLED_MARKER = ".installed"
 _EXPORT_OPENAPI = (
@@ -28,7 +29,7 @@ _EXPORT_OPENAPI = (
 )
 
 
-class ProjectError(Exception):
+class ProjectError(BuildFailed):
     """The project could not be built; the message says which command failed and why."""
 
 

@@ -14,8 +14,9 @@ from typing import Any, Literal
 from pydantic import Field
 
 from platform_assets.fingerprint import source_digest
-from platform_assets.handlers.base import BuildResult, GateResult, KindHandler, StageContext
+from platform_assets.handlers.base import BuildFailed, BuildResult, GateResult, KindHandler, StageContext
 from platform_assets.handlers.python_project import (
+    ProjectError,
     build_wheel,
     copy_sources,
     export_openapi,
@@ -24,7 +25,7 @@ from platform_assets.handlers.python_project import (
 )
 from platform_assets.openapi_compat import compare_contracts
 from platform_assets.specs import DeliverableSpec, StrictModel
-from resources.deploy_target import DeployTarget, ProcessLaunch, probe
+from resources.deploy_target import DeployFailed, DeployTarget, ProcessLaunch, probe
 
 BUILD_RECORD = "build.json"
 CONTRACT = "openapi.json"
@@ -70,6 +71,8 @@ class ServiceHandler(KindHandler):
     def build(self, ctx: StageContext) -> BuildResult:
         settings: ServiceSettings = ctx.spec.service
         source = ctx.deliverable.folder / settings.source
+        if not source.is_dir():
+            raise BuildFailed(f"{ctx.deliverable.path}: field 'service.source': folder {source} does not exist")
         version = source_digest(source)
         if ctx.artifacts.exists(ctx.name, version, BUILD_RECORD):
             ctx.log.info(f"{ctx.name} {version} was built before; reusing the immutable artifact")
@@ -80,7 +83,13 @@ class ServiceHandler(KindHandler):
             tests = run_tests(project, settings.tests, settings.python_path, settings.test_timeout_s)
             ctx.log.info(f"service tests: {tests.passed} passed, {tests.failed} failed, {tests.errors} errors")
             wheel = build_wheel(project, Path(tmp) / "dist")
-            contract = export_openapi(project, settings.python_path, settings.app)
+            try:
+                contract = export_openapi(project, settings.python_path, settings.app)
+            except ProjectError as exc:
+                raise BuildFailed(
+                    f"{exc}\nCheck field 'service.app' ({settings.app}) and 'service.python_path' "
+                    f"({settings.python_path}) in {ctx.deliverable.path}"
+                ) from exc
             stored_wheel = ctx.artifacts.put_file(ctx.name, version, wheel)
         ctx.artifacts.put_json(ctx.name, version, CONTRACT, contract)
         ctx.artifacts.put_json(ctx.name, version, TEST_REPORT, tests.as_dict())
@@ -145,7 +154,10 @@ class ServiceHandler(KindHandler):
         settings: ServiceSettings = ctx.spec.service
         wheel = ctx.artifacts.path(ctx.name, version, record["wheel"])
         workspace = target.workspace(ctx.name, version)
-        python = install_isolated(wheel, workspace / "venv")
+        try:
+            python = install_isolated(wheel, workspace / "venv")
+        except ProjectError as exc:
+            raise DeployFailed(str(exc), {"attempted_version": version}) from exc
         launch = ProcessLaunch(
             deliverable=ctx.name,
             version=version,
