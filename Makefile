@@ -33,7 +33,7 @@ lint: install
 
 ## Definitions load time against bare Dagster (a benchmark, not a test).
 bench: install
-	$(BIN)/python benchmarks/bench_definitions.py
+	$(BIN)/python benchmarks/bench_definitions.py --repeat 5 --json .platform/bench.json
 
 clean:
 	rm -rf $(VENV) .dagster_home .platform .pytest_cache .ruff_cache
