@@ -358,6 +358,7 @@ def write_json(
             for r in results
         ],
     }
+    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(payload, indent=2) + "\n")
 
 
