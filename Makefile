@@ -15,7 +15,12 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q -e '.[dev]'
 	touch $(STAMP)
 
-install: $(STAMP)
+MANIFEST := dbt_project/target/manifest.json
+$(MANIFEST): $(STAMP) $(shell find dbt_project -name '*.sql' -o -name '*.yml' -o -name '*.csv' | grep -v target/)
+	$(BIN)/dbt parse --project-dir dbt_project --profiles-dir dbt_project --quiet
+
+## The dbt manifest is prepared here, not parsed on every definitions load.
+install: $(STAMP) $(MANIFEST)
 
 ## UI and daemon on the embedded default: SQLite, local deploy targets, the demo catalog.
 dev: install

@@ -10,6 +10,7 @@ from collections.abc import Callable
 import dagster as dg
 
 from platform_assets.catalog import Catalog, load_catalog
+from platform_assets.dbt_manifest import warehouse_assets
 from platform_assets.handlers import get_handler
 from platform_assets.settings import PlatformSettings, catalog_dir
 from platform_assets.specs import Deliverable
@@ -47,6 +48,7 @@ def deliverable_assets(deliverable: Deliverable, settings: PlatformSettings) -> 
         "metadata": {"spec": dg.MetadataValue.path(str(deliverable.path))},
     }
     compute = spec.compute or settings.default_compute
+    needs = {"artifact_store", *handler.resources}
 
     def stage(
         key: dg.AssetKey,
@@ -66,6 +68,7 @@ def deliverable_assets(deliverable: Deliverable, settings: PlatformSettings) -> 
             tags={"deliverable": name, "stage": stage_name},
             op_tags={"platform/compute": compute, **(op_tags or {})},
             required_resource_keys=resources,
+            pool=handler.pool,
             **shared,
         )
         def _stage(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
@@ -77,11 +80,12 @@ def deliverable_assets(deliverable: Deliverable, settings: PlatformSettings) -> 
         stage(
             build_key(name),
             "build",
-            [env_key(upstream, settings.last_environment) for upstream in spec.depends_on],
+            [env_key(upstream, settings.last_environment) for upstream in spec.depends_on]
+            + handler.build_deps(spec),
             [],
             lambda context: run_build(context, deliverable, settings),
             f"Build {name}: {spec.description}",
-            {"artifact_store"},
+            needs,
         ),
         stage(
             evaluate_key(name),
@@ -91,7 +95,7 @@ def deliverable_assets(deliverable: Deliverable, settings: PlatformSettings) -> 
                                description=f"gate '{gate}' of {name}") for gate in handler.gates],
             lambda context: run_evaluate(context, deliverable, settings),
             f"Evaluate {name} through its gates: {', '.join(handler.gates)}",
-            {"artifact_store"},
+            needs,
         ),
     ]
     upstream = evaluate_key(name)
@@ -106,7 +110,7 @@ def deliverable_assets(deliverable: Deliverable, settings: PlatformSettings) -> 
                                    description=f"{name} answers its health check in {env}")],
                 _deploy_body(deliverable, settings, env),
                 f"{name} deployed in {env} ({spec.policy(env).mode} promotion)",
-                {"artifact_store", target_resource_key(env)},
+                {*needs, target_resource_key(env)},
             )
         )
         upstream = key
@@ -154,6 +158,11 @@ def catalog_asset(settings: PlatformSettings, catalog: Catalog) -> dg.AssetsDefi
 def build_assets(settings: PlatformSettings, catalog: Catalog | None = None) -> list[dg.AssetsDefinition]:
     catalog = catalog or load_catalog(catalog_dir(settings), settings)
     assets = [catalog_asset(settings, catalog)]
+    published = {model: d.spec.owner for d in catalog if d.kind == "dataset" for model in d.spec.dataset.models}
+    if published:
+        warehouse = warehouse_assets(published)
+        if warehouse is not None:
+            assets.append(warehouse)
     for deliverable in catalog:
         assets.extend(deliverable_assets(deliverable, settings))
     return assets

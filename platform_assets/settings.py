@@ -20,6 +20,7 @@ CONFIG_ENV = "PLATFORM_CONFIG"
 CATALOG_ENV = "PLATFORM_CATALOG_DIR"
 STATE_ENV = "PLATFORM_STATE_DIR"
 MODE_ENV = "PLATFORM_EXECUTION_MODE"
+DBT_PROJECT_ENV = "PLATFORM_DBT_PROJECT_DIR"
 
 ExecutionMode = Literal["local", "kubernetes"]
 TargetType = Literal["local"]
@@ -151,6 +152,11 @@ def catalog_dir(settings: PlatformSettings | None = None) -> Path:
         return Path(override).resolve()
     base = settings.source.parent if settings and settings.source else config_path().parent
     return base / "catalog"
+
+
+def dbt_project_dir() -> Path:
+    """`PLATFORM_DBT_PROJECT_DIR`, else the project's own `dbt_project/`."""
+    return Path(os.environ.get(DBT_PROJECT_ENV) or PROJECT_ROOT / "dbt_project").resolve()
 
 
 def state_dir() -> Path:

@@ -60,6 +60,7 @@ def _stage_context(
         artifacts=context.resources.artifact_store,
         log=context.log,
         deployed=lambda env: latest(instance, env_key(deliverable.name, env)),
+        resources=context.resources,
     )
 
 
@@ -179,8 +180,6 @@ def _plain(values: dict[str, Any]) -> dict[str, Any]:
 def _metadata_value(value: Any) -> Any:
     if value is None:
         return dg.MetadataValue.text("none")
-    if isinstance(value, tuple):
-        return dg.MetadataValue.json(list(value))
-    if isinstance(value, dict | list):
-        return dg.MetadataValue.json(value)
+    if type(value) in (dict, list, tuple):  # exact types: TableSchema and other records are tuples too
+        return dg.MetadataValue.json(list(value) if type(value) is tuple else value)
     return value

@@ -38,8 +38,8 @@ def collect_status(
         for env in settings.environment_names:
             deployed = recorded(events.get(env_key(deliverable.name, env)))
             row.versions[env] = deployed.version if deployed else None
-            if deployed and deployed.metadata.get("url"):
-                row.endpoint = str(deployed.metadata["url"])
+            if deployed:
+                row.endpoint = _endpoint(deployed.metadata) or row.endpoint
         evaluated = recorded(events.get(evaluate_key(deliverable.name)))
         if evaluated:
             failed = evaluated.metadata.get("failed_gates") or []
@@ -47,6 +47,14 @@ def collect_status(
             row.gates = f"{evaluated.version} {verdict}"
         rows.append(row)
     return rows
+
+
+def _endpoint(metadata: dict[str, Any]) -> str | None:
+    """Where consumers find a deployment: a URL for services, published tables for datasets."""
+    if metadata.get("url"):
+        return str(metadata["url"])
+    tables = metadata.get("tables")
+    return ", ".join(tables) if isinstance(tables, list) and tables else None
 
 
 def format_table(rows: list[DeliverableStatus], environments: list[str]) -> str:

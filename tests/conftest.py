@@ -3,7 +3,10 @@ state folder and deployments), and a copy of the demo catalog that a test may ch
 
 from __future__ import annotations
 
+import json
 import shutil
+import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,6 +47,25 @@ class Platform:
 
     def current(self, deliverable: str, env: str) -> dict | None:
         return LocalProcessTarget(environment=env).current(deliverable)
+
+
+def cli(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
+    """A command of the project's CLIs (`dagster ...`, `platform_assets.cli ...`) as a user runs it."""
+    module = ["-m", "dagster"] if args[0] == "asset" else ["-m", "platform_assets.cli"]
+    return subprocess.run([sys.executable, *module, *args], cwd=PROJECT_ROOT, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def materialize_with_cli(keys: list[str]) -> None:
+    """The README's `dagster asset materialize` command for `keys`; fails the test with dagster's stderr."""
+    completed = cli("asset", "materialize", "-m", "platform_assets.definitions", "--select", ",".join(keys))
+    assert completed.returncode == 0, completed.stderr[-3000:]
+
+
+def status_json() -> list[dict]:
+    completed = cli("status", "--json")
+    assert completed.returncode == 0, completed.stderr
+    return json.loads(completed.stdout)
 
 
 def copy_deliverable(name: str, catalog: Path) -> Path:

@@ -16,7 +16,8 @@ from platform_assets.definitions import build_definitions
 from platform_assets.factory import CATALOG_CHECK, CATALOG_KEY
 from tests.conftest import PROJECT_ROOT, Platform
 
-HEAVY = ["mlflow", "dbt", "kubernetes", "sklearn", "papermill", "boto3", "pandas", "fastapi", "uvicorn"]
+HEAVY = ["mlflow", "dbt", "dagster_dbt", "duckdb", "kubernetes", "sklearn", "papermill", "boto3", "pandas",
+         "fastapi", "uvicorn"]
 
 
 def add_spec(platform: Platform, folder: str, content: dict | str) -> Path:
@@ -132,15 +133,24 @@ def test_broken_platform_yaml_names_file_and_field(tmp_path: Path, monkeypatch: 
     assert f"{config}: field '(top level)': Value error, default_compute: 'tiny'" in completed.stderr
 
 
-def test_loading_definitions_imports_no_heavy_library(platform: Platform) -> None:
-    probe = (
-        "import json, sys\n"
-        "from platform_assets.definitions import defs\n"
-        "defs.resolve_asset_graph()\n"
-        f"print(json.dumps(sorted(m for m in {HEAVY!r} if m in sys.modules)))\n"
-    )
-    completed = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
-    assert json.loads(completed.stdout.splitlines()[-1]) == []
+def test_loading_definitions_imports_no_heavy_library() -> None:
+    """The demo catalog has every implemented kind, dbt models included: none may pull its library in."""
+    probe = f"""
+import json, sys
+from platform_assets.catalog import load_catalog
+from platform_assets.definitions import defs
+from platform_assets.settings import catalog_dir, load_settings
+
+keys = defs.resolve_asset_graph().get_all_asset_keys()
+kinds = sorted({{d.kind for d in load_catalog(catalog_dir(), load_settings())}})
+print(json.dumps([sorted(m for m in {HEAVY!r} if m in sys.modules), len(keys), kinds]))
+"""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PLATFORM_")}
+    completed = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True,
+                               cwd=PROJECT_ROOT, env=env)
+    imported, asset_count, kinds = json.loads(completed.stdout.splitlines()[-1])
+    assert imported == []
+    assert kinds == ["dataset", "service"] and asset_count > 15, "the probe loaded the whole demo catalog"
 
 
 def test_dagster_cli_loads_the_code_location() -> None:

@@ -71,7 +71,8 @@ def test_make_dev_serves_ui_with_daemon_and_catalog(tmp_path: Path) -> None:
         else:
             raise AssertionError(f"UI/daemon not ready on {port}: {data}\n{(tmp_path / 'dev.log').read_text()[-3000:]}")
         keys = {"/".join(node["assetKey"]["path"]) for node in data["assetNodes"]}
-        assert {"recommendations-api/build", "recommendations-api/prod", "platform/catalog"} <= keys
+        assert {"recommendations-api/build", "recommendations-api/prod", "platform/catalog",
+                "customer-features/prod", "customer-segments/prod", "warehouse/customer_features"} <= keys
         daemons = {s["daemonType"] for s in statuses if s["required"] and s["healthy"]}
         assert {"SENSOR", "SCHEDULER", "QUEUED_RUN_COORDINATOR"} <= daemons
         assert (home / "dagster.yaml").exists(), "make dev creates the instance folder with its config"

@@ -7,14 +7,12 @@ developer would, and checks what the platform did and what prod serves afterward
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import urllib.request
 
 import dagster as dg
 import pytest
 
-from tests.conftest import PROJECT_ROOT, Platform
+from tests.conftest import Platform, cli, materialize_with_cli, status_json
 
 SERVICE = "recommendations-api"
 THROUGH_PROD = [f"{SERVICE}/build", f"{SERVICE}/evaluate", f"{SERVICE}/staging", f"{SERVICE}/prod"]
@@ -46,21 +44,13 @@ def delivered(platform: Platform) -> Platform:
 
 def test_cli_materialize_through_prod_serves_health(platform: Platform) -> None:
     """The exact command of the README, on a fresh DAGSTER_HOME, then `deliver status`."""
-    completed = subprocess.run(
-        [sys.executable, "-m", "dagster", "asset", "materialize", "-m", "platform_assets.definitions",
-         "--select", ",".join(THROUGH_PROD)],
-        cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300,
-    )
-    assert completed.returncode == 0, completed.stderr[-3000:]
-    status = subprocess.run([sys.executable, "-m", "platform_assets.cli", "status", "--json"],
-                            capture_output=True, text=True, check=True)
-    [row] = json.loads(status.stdout)
+    materialize_with_cli(THROUGH_PROD)
+    [row] = status_json()
     version = platform.latest(f"{SERVICE}/build")["version"]
     assert row["versions"] == {"staging": version, "prod": version}
     assert row["gates"] == f"{version} passed"
     assert health(row["endpoint"]) == {"status": "ok", "version": version, "environment": "prod"}
-    table = subprocess.run([sys.executable, "-m", "platform_assets.cli", "status"],
-                           capture_output=True, text=True, check=True).stdout
+    table = cli("status").stdout
     assert SERVICE in table and row["endpoint"] in table
 
 

@@ -17,6 +17,8 @@ from platform_assets.settings import PlatformSettings
 from platform_assets.specs import Deliverable, DeliverableSpec
 
 if TYPE_CHECKING:
+    from dagster import AssetKey
+
     from resources.artifact_store import LocalArtifactStore
     from resources.deploy_target import DeployTarget
 
@@ -57,6 +59,7 @@ class StageContext:
     artifacts: LocalArtifactStore
     log: logging.Logger
     deployed: Callable[[str], Deployed | None]
+    resources: Any = None
     upstream_versions: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -75,6 +78,12 @@ class KindHandler(ABC):
     technology: ClassVar[str]
     spec_model: ClassVar[type[DeliverableSpec]]
     gates: ClassVar[tuple[str, ...]]
+    resources: ClassVar[frozenset[str]] = frozenset()
+    pool: ClassVar[str | None] = None
+
+    def build_deps(self, spec: Any) -> list[AssetKey]:
+        """Assets outside the catalog that a build reads (lineage only, e.g. dbt models)."""
+        return []
 
     @abstractmethod
     def build(self, ctx: StageContext) -> BuildResult:

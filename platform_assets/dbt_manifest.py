@@ -1,0 +1,198 @@
+"""dbt models and tests as Dagster assets and checks, read from dbt's manifest.json.
+
+Importing dagster_dbt imports dbt (about 1.7 s here, paid by every run worker and step pod), so
+the definitions path builds the specs from the manifest JSON and leaves dbt itself to the run:
+`dbt_runtime.py`, imported inside the op, executes with dagster-dbt's DbtCliResource and a
+translator that uses the same `dbt_asset_key` as this module, so the events line up.
+
+The manifest is prepared at install, dev or image-build time (`dbt parse`); a load only parses
+again when the manifest is missing or older than the project's files.
+"""
+
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+
+from platform_assets.settings import dbt_project_dir
+
+WAREHOUSE_PREFIX = "warehouse"
+REFABLE = ("model", "seed", "snapshot")
+_SOURCE_SUFFIXES = (".sql", ".yml", ".yaml", ".csv", ".py", ".md")
+
+
+def dbt_executable() -> str:
+    """The venv's dbt even when the venv is not activated."""
+    return shutil.which("dbt") or str(Path(sys.executable).parent / "dbt")
+
+
+def manifest_path(project_dir: Path | None = None) -> Path:
+    return (project_dir or dbt_project_dir()) / "target" / "manifest.json"
+
+
+def _newest_source_mtime(project_dir: Path) -> float:
+    newest = 0.0
+    for folder, dirs, files in os.walk(project_dir):
+        dirs[:] = [d for d in dirs if d not in ("target", "logs", "dbt_packages", "scripts")]
+        for name in files:
+            if name.endswith(_SOURCE_SUFFIXES):
+                newest = max(newest, os.stat(os.path.join(folder, name)).st_mtime)
+    return newest
+
+
+def ensure_manifest(project_dir: Path | None = None) -> Path:
+    """manifest.json, parsed only when missing or stale."""
+    project_dir = project_dir or dbt_project_dir()
+    path = manifest_path(project_dir)
+    if path.exists() and path.stat().st_mtime >= _newest_source_mtime(project_dir):
+        return path
+    completed = subprocess.run(
+        [dbt_executable(), "parse", "--project-dir", str(project_dir), "--profiles-dir", str(project_dir),
+         "--target-path", str(path.parent), "--quiet"],
+        capture_output=True, text=True, env={**os.environ, "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"},
+    )
+    if completed.returncode != 0 or not path.exists():
+        raise RuntimeError(f"dbt parse of {project_dir} failed:\n{(completed.stdout + completed.stderr)[-3000:]}")
+    return path
+
+
+def load_manifest(path: Path) -> dict[str, Any]:
+    return json.loads(path.read_text())
+
+
+def dbt_asset_key(node: Mapping[str, Any]) -> dg.AssetKey:
+    """One naming rule for load time and run time: `warehouse/<model>` and `<source>/<table>`."""
+    if node["resource_type"] == "source":
+        return dg.AssetKey([node["source_name"], node["name"]])
+    return dg.AssetKey([WAREHOUSE_PREFIX, node["name"]])
+
+
+def models_by_name(manifest: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
+    return {n["name"]: n for n in manifest["nodes"].values() if n["resource_type"] in REFABLE}
+
+
+def upstream_closure(manifest: Mapping[str, Any], unique_ids: Iterable[str]) -> set[str]:
+    """The nodes and everything they are built from (models, seeds, snapshots, sources)."""
+    nodes = {**manifest["nodes"], **manifest["sources"]}
+    seen: set[str] = set()
+    stack = list(unique_ids)
+    while stack:
+        uid = stack.pop()
+        if uid in seen or uid not in nodes:
+            continue
+        seen.add(uid)
+        stack.extend(nodes[uid].get("depends_on", {}).get("nodes", []))
+    return seen
+
+
+def team_of_nodes(manifest: Mapping[str, Any], published: Mapping[str, str]) -> dict[str, str]:
+    """unique_id -> owning team: a dataset's team owns its models and whatever only they build on.
+
+    `published` maps model name -> team in catalog order; the first dataset to reach a shared
+    upstream node owns it.
+    """
+    by_name = models_by_name(manifest)
+    owners: dict[str, str] = {}
+    for model, team in published.items():
+        if model in by_name:
+            for uid in sorted(upstream_closure(manifest, [by_name[model]["unique_id"]])):
+                owners.setdefault(uid, team)
+    return owners
+
+
+def dbt_specs(
+    manifest: Mapping[str, Any], owners: Mapping[str, str]
+) -> tuple[list[dg.AssetSpec], list[dg.AssetCheckSpec]]:
+    """AssetSpecs for models/seeds/snapshots and AssetCheckSpecs for their tests."""
+    nodes = manifest["nodes"]
+    known = {**nodes, **manifest["sources"]}
+    project = dbt_project_dir()
+    specs = []
+    for uid, node in sorted(nodes.items()):
+        if node["resource_type"] not in REFABLE:
+            continue
+        team = owners.get(uid)
+        specs.append(
+            dg.AssetSpec(
+                key=dbt_asset_key(node),
+                deps=[dbt_asset_key(known[d]) for d in node.get("depends_on", {}).get("nodes", []) if d in known],
+                description=node.get("description") or f"dbt {node['resource_type']} {node['name']}",
+                group_name=team.replace("-", "_") if team else WAREHOUSE_PREFIX,
+                owners=[f"team:{team}"] if team else [],
+                kinds={"dbt", "duckdb"},
+                tags={"dbt_resource": node["resource_type"]},
+                metadata={
+                    "dbt_unique_id": uid,
+                    "dbt_file": dg.MetadataValue.path(str(project / node["original_file_path"])),
+                    **({"dagster/column_schema": _column_schema(node)} if node.get("columns") else {}),
+                },
+            )
+        )
+    checks = []
+    for node in nodes.values():
+        attached = attached_node(manifest, node) if node["resource_type"] == "test" else None
+        if attached in nodes and nodes[attached]["resource_type"] in REFABLE:
+            checks.append(
+                dg.AssetCheckSpec(
+                    name=node["name"],
+                    asset=dbt_asset_key(nodes[attached]),
+                    description=node.get("description") or f"dbt test {node['name']}",
+                )
+            )
+    return specs, checks
+
+
+def attached_node(manifest: Mapping[str, Any], test: Mapping[str, Any]) -> str | None:
+    """The node a dbt test checks, by dagster-dbt's rule (asset_utils.get_asset_check_key_for_test):
+    a test with one upstream node checks it; else its `attached_node`; else `meta.dagster.ref`."""
+    upstream = set(test.get("depends_on", {}).get("nodes", []))
+    attached = next(iter(upstream)) if len(upstream) == 1 else test.get("attached_node")
+    ref = ((test.get("config", {}).get("meta") or test.get("meta") or {}).get("dagster") or {}).get("ref")
+    if ref:
+        package = ref.get("package") or manifest["metadata"]["project_name"]
+        attached = next(
+            (uid for uid, n in manifest["nodes"].items()
+             if (n["name"], n["package_name"], n.get("version")) == (ref["name"], package, ref.get("version"))),
+            None,
+        )
+    return attached
+
+
+def _column_schema(node: Mapping[str, Any]) -> dg.TableSchema:
+    return dg.TableSchema(
+        columns=[
+            dg.TableColumn(name, column.get("data_type") or "unknown", description=column.get("description"))
+            for name, column in node["columns"].items()
+        ]
+    )
+
+
+def warehouse_assets(published: Mapping[str, str]) -> dg.AssetsDefinition | None:
+    """All dbt models as one subsettable multi-asset; runs `dbt build` into the `dev` schema."""
+    manifest = load_manifest(ensure_manifest())
+    specs, checks = dbt_specs(manifest, team_of_nodes(manifest, published))
+    if not specs:
+        return None
+
+    @dg.multi_asset(
+        name="warehouse_dbt",
+        specs=specs,
+        check_specs=checks,
+        can_subset=True,
+        required_resource_keys={"warehouse"},
+        pool="duckdb",  # DuckDB allows one writing process; same pool as the dataset stages
+        op_tags={"platform/compute": "dbt"},
+    )
+    def _warehouse_dbt(context: dg.AssetExecutionContext):
+        from platform_assets.dbt_runtime import build_selected
+
+        yield from build_selected(context, manifest_path())
+
+    return _warehouse_dbt

@@ -1,0 +1,85 @@
+"""Running dbt inside a step, with dagster-dbt. Imported only inside op bodies (it imports dbt)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtCliInvocation, DbtCliResource
+
+from platform_assets.dbt_manifest import dbt_asset_key, dbt_executable
+from platform_assets.settings import dbt_project_dir
+
+
+class PlatformDbtTranslator(DagsterDbtTranslator):
+    """Keys dbt nodes exactly as the definitions did (dbt_manifest.dbt_asset_key)."""
+
+    def __init__(self) -> None:
+        super().__init__(settings=DagsterDbtTranslatorSettings(enable_asset_checks=True))
+
+    def get_asset_key(self, dbt_resource_props: Mapping[str, Any]) -> dg.AssetKey:
+        return dbt_asset_key(dbt_resource_props)
+
+
+@contextlib.contextmanager
+def warehouse_env(warehouse_file: Path, schema: str) -> Iterator[None]:
+    """dbt reads its target from the environment (profiles.yml): the file and the schema to build in."""
+    saved = {k: os.environ.get(k) for k in ("PLATFORM_WAREHOUSE_PATH", "DBT_SCHEMA")}
+    os.environ.update({"PLATFORM_WAREHOUSE_PATH": str(warehouse_file), "DBT_SCHEMA": schema})
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def dbt_cli() -> DbtCliResource:
+    project = str(dbt_project_dir())
+    return DbtCliResource(project_dir=project, profiles_dir=project,
+                          dbt_executable=dbt_executable())
+
+
+def run_dbt(args: list[str], manifest: Path, warehouse_file: Path, schema: str,
+            target_path: Path | None = None) -> DbtCliInvocation:
+    """Run a dbt command to completion without raising; callers read run_results."""
+    with warehouse_env(warehouse_file, schema):
+        return dbt_cli().cli(args, manifest=manifest, dagster_dbt_translator=PlatformDbtTranslator(),
+                             raise_on_error=False, target_path=target_path).wait()
+
+
+def build_selected(context: dg.AssetExecutionContext, manifest: Path) -> Iterator[Any]:
+    """`dbt build` of the selected models into the `dev` schema; events become results of this op."""
+    names = sorted({key.path[-1] for key in context.selected_asset_keys})
+    selected_checks = context.selected_asset_check_keys
+    warehouse = context.resources.warehouse
+    with warehouse_env(warehouse.file(), "dev"):
+        invocation = dbt_cli().cli(["build", "--select", " ".join(names), "--indirect-selection", "cautious"],
+                                   manifest=manifest,
+                                   dagster_dbt_translator=PlatformDbtTranslator(), raise_on_error=False)
+        for event in invocation.stream():
+            if isinstance(event, dg.AssetMaterialization) and event.asset_key in context.selected_asset_keys:
+                yield dg.MaterializeResult(asset_key=event.asset_key, metadata=event.metadata)
+            elif isinstance(event, dg.AssetCheckEvaluation) and event.asset_check_key in selected_checks:
+                yield dg.AssetCheckResult(asset_key=event.asset_key, check_name=event.check_name,
+                                          passed=event.passed, severity=event.severity, metadata=event.metadata)
+    if not invocation.is_successful():
+        raise dg.Failure(f"dbt build failed: {'; '.join(failed_nodes(invocation))}")
+
+
+def failed_nodes(invocation: DbtCliInvocation) -> list[str]:
+    """What failed, from run_results.json, or where the log is when dbt stopped before writing it."""
+    path = invocation.target_path / "run_results.json"
+    if not path.exists():
+        return [f"dbt exited before running any node; its log: {invocation.target_path / 'dbt.log'}"]
+    return [
+        f"{r['unique_id']}: {r['status']}{': ' + r['message'] if r.get('message') else ''}"
+        for r in invocation.get_artifact("run_results.json").get("results", [])
+        if r["status"] in ("error", "fail", "runtime error")
+    ]

@@ -1,0 +1,300 @@
+"""Datasets: dbt models built, audited and published with write-audit-publish.
+
+build: `dbt build` of the models (and what they are built from) into an audit schema of their
+own; version = digest of the compiled SQL and the seed data. evaluate: gates `dbt_tests`,
+`row_count_min`, `freshness`, `schema_contract`. deploy: the environment's views switch to the
+audited schema in one transaction; the previous version's schema stays for rollback.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import tempfile
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import Field, model_validator
+
+from platform_assets.dbt_manifest import (
+    dbt_asset_key,
+    ensure_manifest,
+    load_manifest,
+    models_by_name,
+    upstream_closure,
+)
+from platform_assets.handlers.base import BuildFailed, BuildResult, GateResult, KindHandler, StageContext
+from platform_assets.settings import dbt_project_dir
+from platform_assets.specs import DeliverableSpec, StrictModel
+from resources.deploy_target import DeployFailed, DeployTarget
+from resources.warehouse import audit_schema, env_schema
+
+if TYPE_CHECKING:
+    from dagster import AssetKey
+
+    from resources.warehouse import DuckDBWarehouse
+
+AUDIT_SCHEMA_PLACEHOLDER = "audit"
+
+
+class DbtTestsGate(StrictModel):
+    """All dbt tests of the built models must pass (dbt's own severities apply)."""
+
+
+class FreshnessGate(StrictModel):
+    column: str = "loaded_at"
+    max_age_hours: float = Field(default=24.0, gt=0)
+
+
+class SchemaContractGate(StrictModel):
+    allow_breaking: bool = False
+
+
+class DatasetGates(StrictModel):
+    dbt_tests: DbtTestsGate = DbtTestsGate()
+    row_count_min: dict[str, int] = Field(default_factory=dict)
+    freshness: FreshnessGate = FreshnessGate()
+    schema_contract: SchemaContractGate = SchemaContractGate()
+
+
+class DatasetSettings(StrictModel):
+    models: list[str] = Field(min_length=1, description="dbt models this deliverable publishes")
+
+
+class DatasetSpec(DeliverableSpec):
+    kind: Literal["dataset"]
+    gates: DatasetGates = DatasetGates()
+    dataset: DatasetSettings
+
+    @model_validator(mode="after")
+    def _gates_name_published_models(self) -> DatasetSpec:
+        unknown = sorted(set(self.gates.row_count_min) - set(self.dataset.models))
+        if unknown:
+            raise ValueError(
+                f"gates.row_count_min names {', '.join(unknown)}, which dataset.models does not publish "
+                f"({', '.join(self.dataset.models)})"
+            )
+        return self
+
+
+def _warehouse(ctx: StageContext) -> DuckDBWarehouse:
+    return ctx.resources.warehouse
+
+
+class DatasetHandler(KindHandler):
+    kind = "dataset"
+    technology = "dbt"
+    spec_model = DatasetSpec
+    gates = ("dbt_tests", "row_count_min", "freshness", "schema_contract")
+    resources = frozenset({"warehouse"})
+    pool = "duckdb"
+
+    def build_deps(self, spec: Any) -> list[AssetKey]:
+        return [dbt_asset_key({"resource_type": "model", "name": model}) for model in spec.dataset.models]
+
+    def build(self, ctx: StageContext) -> BuildResult:
+        from platform_assets.dbt_runtime import failed_nodes, run_dbt
+
+        models: list[str] = ctx.spec.dataset.models
+        manifest_file = ensure_manifest()
+        manifest = load_manifest(manifest_file)
+        known = models_by_name(manifest)
+        missing = [m for m in models if m not in known]
+        if missing:
+            raise BuildFailed(
+                f"{ctx.deliverable.path}: field 'dataset.models': {', '.join(missing)} not in the dbt project "
+                f"{dbt_project_dir()}; models there: {', '.join(sorted(known))}"
+            )
+        # cautious: only tests whose parents are all built here (not another dataset's relationships)
+        selection = ["--select", " ".join(f"+{m}" for m in models), "--indirect-selection", "cautious"]
+        warehouse = _warehouse(ctx)
+        with tempfile.TemporaryDirectory(prefix=f"dbt-compile-{ctx.name}-") as tmp:
+            compiled = run_dbt(["compile", *selection], manifest_file, warehouse.file(),
+                               AUDIT_SCHEMA_PLACEHOLDER, target_path=Path(tmp))
+            if not compiled.is_successful():
+                raise BuildFailed(f"dbt compile failed: {'; '.join(failed_nodes(compiled))}")
+            version = _fingerprint(manifest, [known[m]["unique_id"] for m in models], selection, Path(tmp))
+        schema = audit_schema(ctx.name, version)
+        if ctx.artifacts.exists(ctx.name, version, "build.json") and warehouse.schema_exists(schema):
+            ctx.log.info(f"{ctx.name} {version} is already built and audited in {schema}; reusing it")
+            record = ctx.artifacts.get_json(ctx.name, version, "build.json")
+            return BuildResult(version, {**_build_metadata(record), "reused": True}, record)
+        ctx.log.info(f"dbt build {' '.join(selection)} into {schema}")
+        built = run_dbt(["build", *selection], manifest_file, warehouse.file(), schema)
+        if not (built.target_path / "run_results.json").exists():
+            raise BuildFailed(f"dbt build failed: {'; '.join(failed_nodes(built))}")
+        results = built.get_artifact("run_results.json")["results"]
+        broken = [r for r in results if not r["unique_id"].startswith("test.") and r["status"] == "error"]
+        if broken:
+            details = "; ".join(f"{r['unique_id']}: {r.get('message')}" for r in broken)
+            raise BuildFailed(f"dbt could not build: {details}")
+        record = {
+            "version": version,
+            "audit_schema": schema,
+            "models": models,
+            "tests": _test_results(results),
+            "tables": _describe_built(warehouse, schema, models),
+            "upstream_versions": ctx.upstream_versions,
+        }
+        return BuildResult(version, _build_metadata(record), record)
+
+    def evaluate(self, ctx: StageContext, version: str, record: dict[str, Any]) -> list[GateResult]:
+        gates = ctx.spec.gates
+        return [
+            _dbt_tests_gate(record),
+            _row_count_gate(record, gates.row_count_min),
+            _freshness_gate(ctx, record, gates.freshness),
+            _schema_contract_gate(ctx, record, gates.schema_contract),
+        ]
+
+    def deploy(self, ctx: StageContext, version: str, record: dict[str, Any], target: DeployTarget) -> dict[str, Any]:
+        warehouse = _warehouse(ctx)
+        if not warehouse.schema_exists(record["audit_schema"]):
+            raise DeployFailed(f"audit schema {record['audit_schema']} of {version} no longer exists; build again")
+        published = warehouse.publish(record["audit_schema"], target.environment, record["models"])
+        return {
+            "version": version,
+            "tables": sorted(published.values()),
+            "audit_schema": record["audit_schema"],
+            "warehouse": str(warehouse.file()),
+            "rows": {m: record["tables"][m]["rows"] for m in record["models"]},
+        }
+
+    def verify(self, ctx: StageContext, deployment: dict[str, Any], target: DeployTarget) -> GateResult:
+        """Every published view reads the audited schema and returns the audited row count."""
+        warehouse = _warehouse(ctx)
+        problems = []
+        for table, rows in deployment["rows"].items():
+            source = warehouse.published_source(target.environment, table)
+            if source != deployment["audit_schema"]:
+                problems.append(f"{table} reads {source}, expected {deployment['audit_schema']}")
+                continue
+            served = warehouse.describe(env_schema(target.environment), [table])[table]["rows"]
+            if served != rows:
+                problems.append(f"{table} serves {served} rows, audited {rows}")
+        summary = "; ".join(problems) or f"{', '.join(deployment['tables'])} serve version {deployment['version']}"
+        return GateResult("healthy", not problems, summary, {"tables": deployment["tables"]})
+
+
+def _fingerprint(manifest: dict[str, Any], model_ids: list[str], selection: list[str], compiled_target: Path) -> str:
+    """The dbt selection, the compiled SQL of every model built and the bytes of every seed they read.
+
+    An audit schema is never rebuilt in place (a published view may read it), so anything that
+    changes what the build puts there or which tests it runs must change the version.
+    """
+    digest = hashlib.sha256(" ".join(selection).encode() + b"\0")
+    project = manifest["metadata"].get("project_name") or "platform_warehouse"
+    for uid in sorted(upstream_closure(manifest, model_ids)):
+        node = manifest["nodes"].get(uid) or manifest["sources"][uid]
+        digest.update(uid.encode() + b"\0")
+        if node["resource_type"] == "seed":
+            digest.update((dbt_project_dir() / node["original_file_path"]).read_bytes())
+        elif node["resource_type"] in ("model", "snapshot"):
+            compiled = compiled_target / "compiled" / project / node["original_file_path"]
+            digest.update(compiled.read_bytes() if compiled.exists() else node.get("raw_code", "").encode())
+            digest.update(str(node.get("config", {}).get("materialized")).encode())
+    return digest.hexdigest()[:12]
+
+
+def _test_results(results: list[dict[str, Any]]) -> dict[str, Any]:
+    tests = [r for r in results if r["unique_id"].startswith("test.")]
+    failed = [
+        f"{r['unique_id'].split('.')[2]}: {r['status']}" + (f" ({r['message']})" if r.get("message") else "")
+        for r in tests if r["status"] in ("fail", "error")
+    ]
+    skipped = [r["unique_id"] for r in results if r["status"] == "skipped"]
+    return {"total": len(tests), "passed": sum(r["status"] == "pass" for r in tests), "failed": failed,
+            "skipped": skipped}
+
+
+def _describe_built(warehouse: DuckDBWarehouse, schema: str, models: list[str]) -> dict[str, Any]:
+    """Row counts and columns of the built models; a model dbt skipped is recorded as missing."""
+    tables: dict[str, Any] = {}
+    for model in models:
+        try:
+            tables[model] = warehouse.describe(schema, [model])[model]
+        except LookupError:
+            tables[model] = None
+    return tables
+
+
+def _build_metadata(record: dict[str, Any]) -> dict[str, Any]:
+    """Row counts and column schemas per model, shown in the UI (TableSchema renders as a table)."""
+    import dagster as dg
+
+    tests = record["tests"]
+    return {
+        "audit_schema": record["audit_schema"],
+        "dbt_tests": f"{tests['passed']}/{tests['total']} passed",
+        **{f"rows/{m}": (t["rows"] if t else "not built") for m, t in record["tables"].items()},
+        **{
+            f"schema/{m}": dg.TableSchema(columns=[dg.TableColumn(c, kind) for c, kind in t["columns"].items()])
+            for m, t in record["tables"].items() if t
+        },
+    }
+
+
+def _dbt_tests_gate(record: dict[str, Any]) -> GateResult:
+    tests = record["tests"]
+    not_built = [m for m, t in record["tables"].items() if t is None]
+    passed = not tests["failed"] and not not_built
+    summary = f"{tests['passed']}/{tests['total']} dbt tests passed"
+    if tests["failed"]:
+        summary += f"; failed: {', '.join(tests['failed'])}"
+    if not_built:
+        summary += f"; not built because an upstream test failed: {', '.join(not_built)}"
+    return GateResult("dbt_tests", passed, summary, {"failed_tests": tests["failed"], "skipped": tests["skipped"]})
+
+
+def _row_count_gate(record: dict[str, Any], minimums: dict[str, int]) -> GateResult:
+    counts = {m: (t["rows"] if t else 0) for m, t in record["tables"].items()}
+    short = [f"{m} has {counts[m]} rows, needs {n}" for m, n in minimums.items() if counts.get(m, 0) < n]
+    summary = "; ".join(short) or ", ".join(f"{m}: {c} rows" for m, c in counts.items())
+    return GateResult("row_count_min", not short, summary, {"row_counts": counts, "minimums": minimums})
+
+
+def _freshness_gate(ctx: StageContext, record: dict[str, Any], gate: FreshnessGate) -> GateResult:
+    now = datetime.now(UTC)
+    stale, ages = [], {}
+    for model in record["models"]:
+        table = record["tables"][model]
+        if table is None or gate.column not in table["columns"]:
+            stale.append(f"{model} has no column '{gate.column}' to judge freshness by")
+            continue
+        newest = _warehouse(ctx).max_value(record["audit_schema"], model, gate.column)
+        if newest is None:
+            stale.append(f"{model}.{gate.column} is empty")
+            continue
+        newest = newest if newest.tzinfo else newest.replace(tzinfo=UTC)
+        ages[model] = round((now - newest).total_seconds() / 3600, 2)
+        if ages[model] > gate.max_age_hours:
+            stale.append(f"{model} is {ages[model]}h old, at most {gate.max_age_hours}h allowed")
+    summary = "; ".join(stale) or f"newest rows {max(ages.values(), default=0)}h old (max {gate.max_age_hours}h)"
+    return GateResult("freshness", not stale, summary, {"age_hours": ages})
+
+
+def _schema_contract_gate(ctx: StageContext, record: dict[str, Any], gate: SchemaContractGate) -> GateResult:
+    baseline_env = ctx.settings.last_environment
+    served = ctx.deployed(baseline_env)
+    if served is None:
+        return GateResult("schema_contract", True, f"nothing published in {baseline_env} yet")
+    baseline = ctx.artifacts.get_json(ctx.name, served.version, "build.json")["tables"]
+    breaking = []
+    for model in record["models"]:
+        old = (baseline.get(model) or {}).get("columns", {})
+        new = (record["tables"].get(model) or {}).get("columns", {})
+        for column, old_type in old.items():
+            if column not in new:
+                breaking.append(f"{model}.{column} removed")
+            elif new[column] != old_type:
+                breaking.append(f"{model}.{column} retyped {old_type} -> {new[column]}")
+    passed = not breaking or gate.allow_breaking
+    if not breaking:
+        summary = f"compatible with {served.version} in {baseline_env}"
+    else:
+        summary = f"{len(breaking)} breaking change(s) against {served.version} in {baseline_env}: "
+        summary += "; ".join(breaking)
+        summary += (" (allowed by the spec)" if gate.allow_breaking
+                    else "; set gates.schema_contract.allow_breaking to ship it")
+    metadata = {"breaking_changes": breaking, "baseline_version": served.version}
+    return GateResult("schema_contract", passed, summary, metadata)

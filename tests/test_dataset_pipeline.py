@@ -1,0 +1,187 @@
+"""Datasets through the pipeline with the real dbt CLI and a real DuckDB file.
+
+Each test gets its own DAGSTER_HOME (so its own warehouse file) and its own copy of the dbt
+project, which it may break the way an analytics engineer would."""
+
+from __future__ import annotations
+
+import shutil
+import threading
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+import pytest
+
+from platform_assets.definitions import build_definitions
+from platform_assets.settings import PROJECT_ROOT, dbt_project_dir
+from resources.warehouse import DuckDBWarehouse
+from tests.conftest import Platform, copy_deliverable, materialize_with_cli, status_json
+
+DATASET = "customer-features"
+THROUGH_PROD = [f"{DATASET}/build", f"{DATASET}/evaluate", f"{DATASET}/staging", f"{DATASET}/prod"]
+
+
+@pytest.fixture
+def datasets(platform: Platform, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Platform:
+    for name in ("customer-features", "customer-segments"):
+        copy_deliverable(name, platform.catalog)
+    dbt_copy = Path(shutil.copytree(PROJECT_ROOT / "dbt_project", tmp_path / "dbt_project",
+                                    ignore=shutil.ignore_patterns("target", "logs", "*.duckdb")))
+    monkeypatch.setenv("PLATFORM_DBT_PROJECT_DIR", str(dbt_copy))
+    return platform
+
+
+@pytest.fixture
+def delivered(datasets: Platform) -> Platform:
+    result = datasets.materialize(*THROUGH_PROD)
+    assert result.success, [e for e in result.all_events if e.is_failure]
+    return datasets
+
+
+def warehouse_file(platform: Platform) -> Path:
+    return platform.home / "platform" / "warehouse.duckdb"
+
+
+def prod_rows(platform: Platform, sql: str) -> list[tuple]:
+    with duckdb.connect(str(warehouse_file(platform)), read_only=True) as con:
+        return con.execute(sql).fetchall()
+
+
+def gate(result: dg.ExecuteInProcessResult, name: str) -> dg.AssetCheckEvaluation:
+    return next(e for e in result.get_asset_check_evaluations() if e.check_name == name)
+
+
+def edit(path: Path, old: str, new: str) -> None:
+    text = path.read_text()
+    assert old in text, f"{old!r} not in {path}"
+    path.write_text(text.replace(old, new, 1))
+
+
+def test_cli_materialize_publishes_tables_a_plain_duckdb_client_reads(datasets: Platform) -> None:
+    materialize_with_cli(THROUGH_PROD)
+    [(rows, churned, customers)] = prod_rows(
+        datasets, "select count(*), avg(churned::int), count(distinct customer_id) from prod.customer_features")
+    assert rows == customers == 2000
+    assert 0.1 < churned < 0.4
+    rows_by_name = {row["name"]: row for row in status_json()}
+    version = datasets.latest(f"{DATASET}/build")["version"]
+    assert rows_by_name[DATASET]["kind"] == "dataset"
+    assert rows_by_name[DATASET]["versions"] == {"staging": version, "prod": version}
+    assert rows_by_name[DATASET]["endpoint"] == "prod.customer_features"
+    assert rows_by_name["customer-segments"]["versions"] == {"staging": None, "prod": None}
+
+
+def test_delivery_records_version_rows_tests_and_published_schema(delivered: Platform) -> None:
+    build = delivered.latest(f"{DATASET}/build")
+    version, schema = build["version"], build["audit_schema"]
+    assert schema == f"audit__customer_features__{version}"
+    assert build["rows/customer_features"] == 2000
+    columns = {column.name: column.type for column in build["schema/customer_features"].columns}
+    assert columns["churned"] == "BOOLEAN" and "loaded_at" in columns
+    evaluated = delivered.latest(f"{DATASET}/evaluate")
+    assert evaluated["gates_passed"] is True
+    assert delivered.latest(f"{DATASET}/prod")["tables"] == ["prod.customer_features"]
+    assert DuckDBWarehouse(path=str(warehouse_file(delivered))).published_source("prod", "customer_features") == schema
+
+
+def test_failing_dbt_test_fails_the_gate_and_prod_keeps_its_tables(delivered: Platform) -> None:
+    served = delivered.latest(f"{DATASET}/prod")
+    seeds = dbt_project_dir() / "seeds" / "raw_orders.csv"
+    lines = seeds.read_text().splitlines()
+    header, first = lines[0].split(","), lines[1].split(",")
+    first[header.index("amount")] = "-12.50"
+    seeds.write_text("\n".join([lines[0], ",".join(first), *lines[2:]]) + "\n")
+
+    result = delivered.materialize(*THROUGH_PROD)
+
+    assert not result.success
+    evaluation = gate(result, "dbt_tests")
+    assert not evaluation.passed
+    assert "assert_order_amounts_not_negative" in evaluation.description
+    assert "customer_features" in evaluation.description, "the skipped model is named too"
+    assert delivered.latest(f"{DATASET}/prod")["version"] == served["version"]
+    assert DuckDBWarehouse(path=str(warehouse_file(delivered))).published_source(
+        "prod", "customer_features") == served["audit_schema"]
+    assert prod_rows(delivered, "select count(*) from prod.customer_features") == [(2000,)]
+
+
+def test_removed_column_fails_schema_contract_unless_allowed(delivered: Platform) -> None:
+    served = delivered.latest(f"{DATASET}/prod")
+    edit(dbt_project_dir() / "models" / "marts" / "customer_features.sql", "    c.marketing_opt_in,\n", "")
+
+    result = delivered.materialize(*THROUGH_PROD)
+
+    assert not result.success
+    contract = gate(result, "schema_contract")
+    assert not contract.passed
+    assert contract.metadata["breaking_changes"].value == ["customer_features.marketing_opt_in removed"]
+    assert gate(result, "dbt_tests").passed
+    assert delivered.latest(f"{DATASET}/prod")["version"] == served["version"]
+    assert ("marketing_opt_in",) in prod_rows(
+        delivered, "select column_name from information_schema.columns "
+                   "where table_schema = 'prod' and table_name = 'customer_features'")
+
+    edit(delivered.catalog / DATASET / "deliverable.yaml", "allow_breaking: false", "allow_breaking: true")
+    allowed = delivered.materialize(*THROUGH_PROD)
+    assert allowed.success
+    assert gate(allowed, "schema_contract").passed
+    assert delivered.latest(f"{DATASET}/prod")["version"] != served["version"]
+
+
+def test_publishing_never_shows_readers_a_mix_of_versions(tmp_path: Path) -> None:
+    """Two tables published together: a reader querying both in a loop always sees one version."""
+    warehouse = DuckDBWarehouse(path=str(tmp_path / "w.duckdb"))
+    with warehouse.connect() as con:
+        for version in ("v1", "v2"):
+            con.execute(f"create schema audit_{version}")
+            for table in ("orders", "customers"):
+                con.execute(f"create table audit_{version}.{table} as select '{version}' as v, range as i "
+                            "from range(20000)")
+    warehouse.publish("audit_v1", "prod", ["orders", "customers"])
+    seen: set[tuple] = set()
+    stop = threading.Event()
+
+    def read() -> None:
+        with warehouse.connect() as con:
+            while not stop.is_set():
+                seen.add(con.execute("select (select min(v) from prod.orders), (select max(v) from prod.orders), "
+                                     "(select min(v) from prod.customers)").fetchone())
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    try:
+        for round_ in range(60):
+            warehouse.publish(f"audit_v{1 + round_ % 2}", "prod", ["orders", "customers"])
+    finally:
+        stop.set()
+        reader.join(timeout=30)
+    assert seen, "the reader ran"
+    assert seen <= {("v1", "v1", "v1"), ("v2", "v2", "v2")}, seen
+    assert len(seen) == 2, "the reader saw both versions while publishing went on"
+
+
+def test_dbt_models_are_assets_with_lineage_checks_and_team_groups(datasets: Platform) -> None:
+    defs = build_definitions(datasets.settings)
+    graph = defs.resolve_asset_graph()
+    key = dg.AssetKey.from_user_string
+    assert key("warehouse/stg_orders") in graph.get(key("warehouse/customer_features")).parent_keys
+    assert key("warehouse/customer_features") in graph.get(key(f"{DATASET}/build")).parent_keys
+    specs = {s.key.to_user_string(): s for s in defs.resolve_all_asset_specs()}
+    assert specs["warehouse/customer_features"].group_name == "analytics"
+    assert specs["warehouse/customer_features"].owners == ["team:analytics"]
+    checks = {(c.asset_key.to_user_string(), c.name) for a in defs.assets for c in a.check_specs}
+    assert ("warehouse/stg_orders", "assert_order_amounts_not_negative") in checks
+    assert any(k == "warehouse/customer_features" and n.startswith("unique_") for k, n in checks)
+
+
+def test_materializing_dbt_models_runs_their_tests_as_checks(datasets: Platform) -> None:
+    result = datasets.materialize("warehouse/raw_customers", "warehouse/stg_customers")
+    assert result.success
+    materialized = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
+    assert materialized == {"warehouse/raw_customers", "warehouse/stg_customers"}
+    evaluations = result.get_asset_check_evaluations()
+    assert evaluations and all(e.passed for e in evaluations)
+    assert {e.asset_key.to_user_string() for e in evaluations} <= {"warehouse/raw_customers",
+                                                                   "warehouse/stg_customers"}
+    assert prod_rows(datasets, "select count(*) from dev.stg_customers") == [(2000,)]
