@@ -7,7 +7,7 @@ DAGSTER_HOME_DIR ?= $(CURDIR)/.dagster_home
 DEV_HOST ?= 127.0.0.1
 DEV_PORT ?= 3000
 
-.PHONY: install dev test lint bench clean
+.PHONY: install test-deps dev test lint bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -28,8 +28,12 @@ dev: install
 	test -f $(DAGSTER_HOME_DIR)/dagster.yaml || cp deploy/dagster.local.yaml $(DAGSTER_HOME_DIR)/dagster.yaml
 	DAGSTER_HOME=$(DAGSTER_HOME_DIR) $(BIN)/dagster dev -w workspace.yaml -h $(DEV_HOST) -p $(DEV_PORT)
 
+## Debian packages the tests need (PostgreSQL); a no-op once installed, needs root otherwise.
+test-deps:
+	scripts/install-test-deps.sh
+
 ## Lint, validate the demo catalog, run the whole test suite.
-test: install lint
+test: install test-deps lint
 	$(BIN)/deliver validate
 	$(BIN)/python -m pytest
 

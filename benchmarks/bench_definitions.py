@@ -7,15 +7,23 @@ deliverables: ~10 teams, ~30% with one depends_on on an earlier deliverable, no 
 
 "Ours" is `platform_assets.definitions` (YAML catalog -> pydantic specs -> asset factory) with
 PLATFORM_CATALOG_DIR pointed at the case's catalog. "Bare" is a generated module with one literal,
-hand-written `@dg.asset(...)` function per asset and a literal `dg.Definitions(...)`:
+hand-written `@dg.asset(...)` function per single asset, one literal `@dg.multi_asset(name=...,
+specs=[dg.AssetSpec(...), ...], check_specs=[...], can_subset=..., required_resource_keys=...,
+pool=..., op_tags=...)` per multi-asset (the demo has one: `warehouse_dbt`, the dbt models and tests
+that ours builds from dbt's manifest.json at load) and a literal `dg.Definitions(...)`:
   - it is generated from a description of *our* loaded definitions (bench_describe.py), so it has
-    the same asset keys, deps, check_specs (same names, blocking flags, descriptions), group names,
-    owners, kinds, descriptions, tags, op_tags, metadata and required_resource_keys, and the same
-    Definitions shape (assets + resources, nothing else);
+    the same op names, output and input names, asset keys, deps, check_specs (same names, target
+    assets, blocking flags, descriptions), group names, owners, kinds, descriptions, tags, op_tags,
+    pools, can_subset, metadata (TableSchema column schemas included, column by column) and
+    required_resource_keys, and the same Definitions shape (assets, resources and the executor when
+    it is one of Dagster's own, e.g. `dg.multiprocess_executor`; nothing else);
   - resources: we keep `required_resource_keys` on both sides. The bare module defines trivial
-    ConfigurableResources with the same class names, config fields and values under the same keys
-    (artifact_store, deploy_target_<env>), so Dagster validates resources the same way for both;
-  - asset bodies are `return dg.MaterializeResult()`: bodies never run at load time;
+    ConfigurableResources with the same class names and config fields (annotations, defaults)
+    under the same keys (artifact_store, warehouse, deploy_target_<env>), constructed with the same
+    arguments and values (EnvVars stay EnvVars), so Dagster validates resources the same way for
+    both;
+  - asset bodies are `return dg.MaterializeResult()` (`yield from ()` for multi-assets): bodies
+    never run at load time;
   - before timing, the bare module is loaded and described too, and both descriptions must be equal
     (same number of assets and checks, same deps, ...); otherwise the benchmark stops.
   - both sides run from bytecode, as a deployed code server does: children get a private
@@ -211,17 +219,22 @@ def prepare_case(name: str, deliverables: int, catalog: Path, workdir: Path, pyc
 
 def assert_same(ours: dict[str, Any], bare: dict[str, Any], case: str) -> None:
     """Stop the benchmark if the bare module does not define exactly what ours does (in any order)."""
-    ours["assets"].sort(key=lambda asset: asset["key"])
-    bare["assets"].sort(key=lambda asset: asset["key"])
+    ours["assets"].sort(key=lambda asset: asset["op_name"])
+    bare["assets"].sort(key=lambda asset: asset["op_name"])
     if ours == bare:
         return
-    diffs = [k for k in ("resources", "other") if ours[k] != bare[k]]
+    diffs = [k for k in ("resources", "executor", "other") if ours[k] != bare[k]]
     if len(ours["assets"]) != len(bare["assets"]):
-        diffs.append(f"asset count {len(ours['assets'])} vs {len(bare['assets'])}")
+        diffs.append(f"asset definition count {len(ours['assets'])} vs {len(bare['assets'])}")
     for mine, theirs in zip(ours["assets"], bare["assets"], strict=False):
         if mine != theirs:
             fields = [k for k in mine if mine[k] != theirs.get(k)]
-            diffs.append(f"asset {'/'.join(mine['key'])}: {fields}")
+            specs = [
+                f"{'/'.join(spec['key'])}: {[k for k in spec if spec[k] != other.get(k)]}"
+                for spec, other in zip(mine["specs"], theirs.get("specs", []), strict=False)
+                if spec != other
+            ]
+            diffs.append(f"op {mine['op_name']}: {fields}" + (f" (specs {'; '.join(specs[:3])})" if specs else ""))
             break
     raise SystemExit(f"{case}: the bare module differs from ours: {'; '.join(diffs)}")
 

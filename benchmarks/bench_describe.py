@@ -2,15 +2,23 @@
 
 The bare module is generated from this description of *our* loaded definitions rather than from
 the catalog, so it follows whatever the factory builds today. Describing the bare module the same
-way and comparing the two is what makes the comparison honest: same keys, deps, checks, groups,
-owners, kinds, descriptions, tags, op tags, metadata, resource keys and Definitions shape.
+way and comparing the two is what makes the comparison honest: same op names, outputs and inputs,
+keys, deps, checks, groups, owners, kinds, descriptions, tags, op tags, metadata (TableSchema
+column schemas included), pools, subsetting, resource keys, resources and Definitions shape.
 
-Anything the generator cannot reproduce (partitions, automation conditions, code versions, ...)
-is recorded too, so a factory change that adds one shows up as a mismatch instead of being
-silently left out of the bare module.
+Every AssetsDefinition is described the same way, a single `@asset` and a `@multi_asset` alike:
+op-level facts (op name, output and input names, op tags, pool, required resource keys,
+can_subset) plus one entry per AssetSpec and per AssetCheckSpec. Output names tell the two
+decorators apart: `@asset` has the one output `result`, `@multi_asset(specs=...)` one output per
+key.
+
+Anything the generator cannot reproduce (partitions, automation conditions, code versions,
+backfill and retry policies, resources bound to an asset, ...) is recorded too, so a factory
+change that adds one shows up as a mismatch instead of being silently left out of the bare module.
 """
 
-from typing import Any
+from types import UnionType
+from typing import Any, Union, get_args, get_origin
 
 import dagster as dg
 
@@ -24,6 +32,8 @@ _UNSUPPORTED_SPEC_FIELDS = (
     "skippable",
     "is_virtual",
 )
+# The same for AssetCheckSpec.
+_UNSUPPORTED_CHECK_FIELDS = ("automation_condition", "partitions_def")
 _METADATA_KINDS: dict[type, str] = {
     dg.PathMetadataValue: "path",
     dg.MarkdownMetadataValue: "md",
@@ -34,7 +44,22 @@ _METADATA_KINDS: dict[type, str] = {
     dg.FloatMetadataValue: "float",
     dg.BoolMetadataValue: "bool",
 }
+# The fields of the table-schema records this module describes; a Dagster version that adds one
+# makes the description fail loudly rather than drop it.
+_TABLE_RECORD_FIELDS: dict[type, tuple[str, ...]] = {
+    dg.TableSchema: ("columns", "constraints"),
+    dg.TableColumn: ("name", "type", "description", "constraints", "tags"),
+    dg.TableColumnConstraints: ("nullable", "unique", "other"),
+    dg.TableConstraints: ("other",),
+}
+# Resource field annotations and defaults the bare module can write with only `import dagster as dg`.
+_LITERAL_TYPES = (str, int, float, bool, type(None))
+# Executor definitions the bare module can name as `dg.<name>`; a configured or custom executor is
+# described as unsupported (the generator refuses it).
+_BUILTIN_EXECUTORS = ("in_process_executor", "multiprocess_executor", "multi_or_in_process_executor")
 KIND_TAG_PREFIX = "dagster/kind/"
+# The class of `dg.EnvVar.int(...)` (an int subclass), which Dagster does not export.
+_INT_ENV_VAR = type(dg.EnvVar.int("BENCH_DESCRIBE"))
 
 
 def describe_definitions(defs: dg.Definitions) -> dict[str, Any]:
@@ -44,37 +69,68 @@ def describe_definitions(defs: dg.Definitions) -> dict[str, Any]:
         "resources": {
             key: _describe_resource(value) for key, value in sorted((defs.resources or {}).items())
         },
+        "executor": _describe_executor(defs.executor),
         "other": {
             "jobs": len(defs.jobs or []),
             "schedules": len(defs.schedules or []),
             "sensors": len(defs.sensors or []),
             "asset_checks": len(defs.asset_checks or []),
-            "executor": repr(defs.executor) if defs.executor else None,
             "loggers": sorted(defs.loggers or {}),
             "metadata": {key: repr(value) for key, value in (defs.metadata or {}).items()},
         },
     }
 
 
+def _describe_executor(executor: Any) -> dict[str, str] | None:
+    """None (Dagster's default), one of Dagster's own executor definitions by name, or what it is."""
+    if executor is None:
+        return None
+    for name in _BUILTIN_EXECUTORS:
+        if executor is getattr(dg, name):
+            return {"builtin": name}
+    return {"unsupported": f"{type(executor).__name__} {getattr(executor, 'name', None)!r}"}
+
+
 def describe_asset(assets_def: Any) -> dict[str, Any]:
-    """One single-asset AssetsDefinition; multi-assets are rejected (the platform makes none)."""
-    if not isinstance(assets_def, dg.AssetsDefinition) or len(assets_def.specs) != 1:
-        raise ValueError(f"cannot describe {assets_def!r}: only single @asset definitions are supported")
-    (spec,) = assets_def.specs
+    """One AssetsDefinition from `@asset` or `@multi_asset(specs=...)`: its op, specs and checks."""
+    if not isinstance(assets_def, dg.AssetsDefinition) or not assets_def.is_executable:
+        raise ValueError(f"cannot describe {assets_def!r}: only executable AssetsDefinitions are supported")
+    op = assets_def.op
+    return {
+        "op_name": op.name,
+        "outputs": sorted(assets_def.node_keys_by_output_name),
+        "inputs": sorted(op.ins),
+        "op_tags": dict(sorted((op.tags or {}).items())),
+        "pool": op.pool,
+        "required_resource_keys": sorted(op.required_resource_keys),
+        "can_subset": assets_def.can_subset,
+        "specs": [_describe_spec(spec) for spec in sorted(assets_def.specs, key=lambda s: s.key.path)],
+        "checks": [
+            _describe_check(check)
+            for check in sorted(assets_def.check_specs, key=lambda c: (c.asset_key.path, c.name))
+        ],
+        "unsupported": {
+            "is_subset": assets_def.is_subset,
+            "execution_type": repr(assets_def.execution_type),
+            "backfill_policy": repr(assets_def.backfill_policy),
+            "retry_policy": repr(op.retry_policy),
+            "bound_resources": sorted(assets_def.resource_defs),
+        },
+    }
+
+
+def _describe_spec(spec: dg.AssetSpec) -> dict[str, Any]:
     return {
         "key": list(spec.key.path),
         "deps": [list(dep.asset_key.path) for dep in spec.deps],
         "dep_partition_mappings": [repr(dep.partition_mapping) for dep in spec.deps if dep.partition_mapping],
+        "dep_metadata": [repr(dep.metadata) for dep in spec.deps if getattr(dep, "metadata", None)],
         "description": spec.description,
         "group_name": spec.group_name,
         "owners": list(spec.owners),
         "kinds": sorted(spec.kinds),
         "tags": {k: v for k, v in sorted(spec.tags.items()) if not k.startswith(KIND_TAG_PREFIX)},
         "metadata": {key: _describe_metadata(value) for key, value in sorted(spec.metadata.items())},
-        "op_name": assets_def.op.name,
-        "op_tags": dict(sorted((assets_def.op.tags or {}).items())),
-        "required_resource_keys": sorted(assets_def.op.required_resource_keys),
-        "checks": [_describe_check(check) for check in sorted(assets_def.check_specs, key=lambda c: c.name)],
         "unsupported": {name: repr(getattr(spec, name, None)) for name in _UNSUPPORTED_SPEC_FIELDS},
     }
 
@@ -82,10 +138,12 @@ def describe_asset(assets_def: Any) -> dict[str, Any]:
 def _describe_check(check: dg.AssetCheckSpec) -> dict[str, Any]:
     return {
         "name": check.name,
+        "asset": list(check.asset_key.path),
         "description": check.description,
         "blocking": check.blocking,
         "additional_deps": [list(dep.asset_key.path) for dep in check.additional_deps],
         "metadata": {key: _describe_metadata(value) for key, value in sorted((check.metadata or {}).items())},
+        "unsupported": {name: repr(getattr(check, name, None)) for name in _UNSUPPORTED_CHECK_FIELDS},
     }
 
 
@@ -93,20 +151,99 @@ def _describe_metadata(value: Any) -> dict[str, Any]:
     for cls, kind in _METADATA_KINDS.items():
         if isinstance(value, cls):
             return {"kind": kind, "value": value.value}
+    # A TableSchema given as is (as AssetSpec metadata usually is) and one wrapped in
+    # MetadataValue.table_schema() are different values; both are described, and kept apart.
+    if isinstance(value, dg.TableSchemaMetadataValue):
+        return {"kind": "table_schema_value", "value": _describe_table_schema(value.schema)}
+    if isinstance(value, dg.TableSchema):
+        return {"kind": "table_schema", "value": _describe_table_schema(value)}
     if isinstance(value, str | int | float | bool):
         return {"kind": "raw", "value": value}
     raise ValueError(f"metadata value {value!r} has a type the bare-module generator does not handle")
 
 
+def _fields(record: Any) -> dict[str, Any]:
+    """The fields of a table-schema record, checked against the ones this module knows."""
+    known = _TABLE_RECORD_FIELDS[type(record)]
+    if tuple(record._fields) != known:
+        raise ValueError(f"{type(record).__name__} has fields {record._fields}, the describer knows {known}")
+    return {name: getattr(record, name) for name in known}
+
+
+def _describe_table_schema(schema: dg.TableSchema) -> dict[str, Any]:
+    fields = _fields(schema)
+    return {
+        "columns": [_describe_column(column) for column in fields["columns"]],
+        "constraints": {"other": list(_fields(fields["constraints"])["other"])} if fields["constraints"] else None,
+    }
+
+
+def _describe_column(column: dg.TableColumn) -> dict[str, Any]:
+    fields = _fields(column)
+    constraints = _fields(fields["constraints"]) if fields["constraints"] else None
+    return {
+        "name": fields["name"],
+        "type": fields["type"],
+        "description": fields["description"],
+        "constraints": {
+            "nullable": constraints["nullable"],
+            "unique": constraints["unique"],
+            "other": list(constraints["other"]),
+        }
+        if constraints
+        else None,
+        "tags": dict(sorted((fields["tags"] or {}).items())),
+    }
+
+
 def _describe_resource(resource: Any) -> dict[str, Any]:
-    """Class name and config fields of a ConfigurableResource (pydantic fields, all of them)."""
+    """Class name and config fields of a ConfigurableResource (pydantic fields, all of them).
+
+    Per field: its annotation and default as Python source, whether it is required, whether it
+    was passed when the resource was constructed (`model_fields_set`), and its value.
+    """
     if not isinstance(resource, dg.ConfigurableResource):
         raise ValueError(f"resource {resource!r} is not a ConfigurableResource; the generator needs one")
     fields = type(resource).model_fields
     return {
         "class": type(resource).__name__,
         "fields": {
-            name: {"required": info.is_required(), "value": getattr(resource, name)}
+            name: {
+                "annotation": _annotation_source(info.annotation, f"{type(resource).__name__}.{name}"),
+                "required": info.is_required(),
+                "default": None if info.is_required() else _literal(info.default, f"default of {name}"),
+                "passed": name in resource.model_fields_set,
+                "value": _literal(getattr(resource, name), f"value of {name}"),
+            }
             for name, info in sorted(fields.items())
         },
     }
+
+
+def _annotation_source(annotation: Any, where: str) -> str:
+    """`str`, `int | None`, ...: simple literal types only, so the bare module needs no imports."""
+    if annotation in _LITERAL_TYPES:
+        return _type_name(annotation)
+    args = get_args(annotation)
+    if get_origin(annotation) in (Union, UnionType) and all(arg in _LITERAL_TYPES for arg in args):
+        return " | ".join(_type_name(arg) for arg in args)
+    raise ValueError(f"resource field {where} has annotation {annotation!r}; the generator handles str, int, ...")
+
+
+def _type_name(literal_type: type) -> str:
+    return "None" if literal_type is type(None) else literal_type.__name__
+
+
+def _literal(value: Any, where: str) -> Any:
+    """A literal as is; `dg.EnvVar("X")` / `dg.EnvVar.int("X")` as {"env_var" | "int_env_var": "X"}.
+
+    EnvVars are str and int subclasses, so they are checked first: described as plain values they
+    would turn into literal strings in the bare module.
+    """
+    if isinstance(value, dg.EnvVar):
+        return {"env_var": value.env_var_name}
+    if isinstance(value, _INT_ENV_VAR):
+        return {"int_env_var": value.name}
+    if not isinstance(value, _LITERAL_TYPES):
+        raise ValueError(f"resource {where} is {value!r}; the generator handles str, int, float, bool and None")
+    return value

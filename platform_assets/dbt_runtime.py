@@ -13,6 +13,7 @@ from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtC
 
 from platform_assets.dbt_manifest import dbt_asset_key, dbt_executable
 from platform_assets.settings import dbt_project_dir
+from resources.warehouse import Warehouse
 
 
 class PlatformDbtTranslator(DagsterDbtTranslator):
@@ -26,10 +27,11 @@ class PlatformDbtTranslator(DagsterDbtTranslator):
 
 
 @contextlib.contextmanager
-def warehouse_env(warehouse_file: Path, schema: str) -> Iterator[None]:
-    """dbt reads its target from the environment (profiles.yml): the file and the schema to build in."""
-    saved = {k: os.environ.get(k) for k in ("PLATFORM_WAREHOUSE_PATH", "DBT_SCHEMA")}
-    os.environ.update({"PLATFORM_WAREHOUSE_PATH": str(warehouse_file), "DBT_SCHEMA": schema})
+def warehouse_env(warehouse: Warehouse, schema: str) -> Iterator[None]:
+    """dbt reads its connection from the environment (profiles.yml): the warehouse and the schema."""
+    values = warehouse.dbt_env(schema)
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
     try:
         yield
     finally:
@@ -40,17 +42,17 @@ def warehouse_env(warehouse_file: Path, schema: str) -> Iterator[None]:
                 os.environ[key] = value
 
 
-def dbt_cli() -> DbtCliResource:
+def dbt_cli(warehouse: Warehouse) -> DbtCliResource:
     project = str(dbt_project_dir())
-    return DbtCliResource(project_dir=project, profiles_dir=project,
+    return DbtCliResource(project_dir=project, profiles_dir=project, target=warehouse.dbt_target,
                           dbt_executable=dbt_executable())
 
 
-def run_dbt(args: list[str], manifest: Path, warehouse_file: Path, schema: str,
+def run_dbt(args: list[str], manifest: Path, warehouse: Warehouse, schema: str,
             target_path: Path | None = None) -> DbtCliInvocation:
     """Run a dbt command to completion without raising; callers read run_results."""
-    with warehouse_env(warehouse_file, schema):
-        return dbt_cli().cli(args, manifest=manifest, dagster_dbt_translator=PlatformDbtTranslator(),
+    with warehouse_env(warehouse, schema):
+        return dbt_cli(warehouse).cli(args, manifest=manifest, dagster_dbt_translator=PlatformDbtTranslator(),
                              raise_on_error=False, target_path=target_path).wait()
 
 
@@ -59,8 +61,8 @@ def build_selected(context: dg.AssetExecutionContext, manifest: Path) -> Iterato
     names = sorted({key.path[-1] for key in context.selected_asset_keys})
     selected_checks = context.selected_asset_check_keys
     warehouse = context.resources.warehouse
-    with warehouse_env(warehouse.file(), "dev"):
-        invocation = dbt_cli().cli(["build", "--select", " ".join(names), "--indirect-selection", "cautious"],
+    with warehouse_env(warehouse, "dev"):
+        invocation = dbt_cli(warehouse).cli(["build", "--select", " ".join(names), "--indirect-selection", "cautious"],
                                    manifest=manifest,
                                    dagster_dbt_translator=PlatformDbtTranslator(), raise_on_error=False)
         for event in invocation.stream():

@@ -22,7 +22,8 @@ STATE_ENV = "PLATFORM_STATE_DIR"
 MODE_ENV = "PLATFORM_EXECUTION_MODE"
 DBT_PROJECT_ENV = "PLATFORM_DBT_PROJECT_DIR"
 
-ExecutionMode = Literal["local", "kubernetes"]
+# `kubernetes` (k8s_job_executor, per-step pods from compute profiles) is added with its executor.
+ExecutionMode = Literal["local"]
 TargetType = Literal["local"]
 
 
@@ -64,6 +65,25 @@ class ComputeProfile(_Strict):
         return int(self.limits.get("nvidia.com/gpu", "0"))
 
 
+class WarehouseConfig(_Strict):
+    """`duckdb` (a file in the state folder) or `postgres` (password from an environment variable)."""
+
+    type: Literal["duckdb", "postgres"] = "duckdb"
+    path: str | None = None
+    host: str = "localhost"
+    port: int = 5432
+    dbname: str = "warehouse"
+    user: str | None = None
+    password_env: str = "PLATFORM_PG_PASSWORD"
+    sslmode: str = "prefer"
+
+    @model_validator(mode="after")
+    def _postgres_needs_user(self) -> WarehouseConfig:
+        if self.type == "postgres" and not self.user:
+            raise ValueError("warehouse.user: a postgres warehouse needs a user")
+        return self
+
+
 class Execution(_Strict):
     mode: ExecutionMode = "local"
 
@@ -71,6 +91,7 @@ class Execution(_Strict):
 class PlatformSettings(_Strict):
     environments: list[Environment]
     execution: Execution = Execution()
+    warehouse: WarehouseConfig = WarehouseConfig()
     default_compute: str = "cpu-small"
     compute_profiles: dict[str, ComputeProfile]
     source: Path | None = Field(default=None, exclude=True)
@@ -110,10 +131,8 @@ class PlatformSettings(_Strict):
     def execution_mode(self) -> ExecutionMode:
         override = os.environ.get(MODE_ENV)
         if override:
-            if override not in ("local", "kubernetes"):
-                raise SettingsError(
-                    f"environment variable {MODE_ENV}: '{override}' is not a mode; use local or kubernetes"
-                )
+            if override != "local":
+                raise SettingsError(f"environment variable {MODE_ENV}: '{override}' is not a mode; valid: local")
             return override  # type: ignore[return-value]
         return self.execution.mode
 

@@ -1,9 +1,10 @@
-"""The warehouse datasets are built in and published to (DuckDB file by default).
+"""The warehouse datasets are built in and published to: a DuckDB file by default, PostgreSQL in production.
 
 Write-audit-publish: dbt builds a version into its own audit schema, which is never changed
 afterwards; publishing to an environment replaces that environment's views, in one transaction,
-so they point at the new audit schema. Readers see all old or all new tables, never a mix, and
+so they read the new audit schema. Readers see all old or all new tables, never a mix, and
 rolling back is publishing the previous version again: its audit schema is still there.
+Both warehouses share this SQL; they differ in how to connect and how dbt reaches them.
 """
 
 from __future__ import annotations
@@ -11,9 +12,10 @@ from __future__ import annotations
 import contextlib
 import re
 import time
-from collections.abc import Iterator
+from abc import abstractmethod
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import dagster as dg
 
@@ -21,6 +23,12 @@ from platform_assets.settings import state_dir
 
 _IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]*$")
 LOCK_WAIT_S = 60.0
+
+
+def quote_safe(name: str) -> str:
+    if not _IDENTIFIER.match(name):
+        raise ValueError(f"'{name}' is not a safe SQL identifier (lower-case letters, digits, '_')")
+    return name
 
 
 def audit_schema(deliverable: str, version: str) -> str:
@@ -32,25 +40,115 @@ def env_schema(env: str) -> str:
     return quote_safe(env.replace("-", "_"))
 
 
-def quote_safe(name: str) -> str:
-    if not _IDENTIFIER.match(name):
-        raise ValueError(f"'{name}' is not a safe SQL identifier (lower-case letters, digits, '_')")
-    return name
+class Warehouse(dg.ConfigurableResource):
+    """What datasets need from a warehouse; subclasses say how to connect and how dbt gets there."""
+
+    dbt_target: ClassVar[str]
+    _VIEWS_SQL: ClassVar[str]
+
+    @abstractmethod
+    def connect(self, read_only: bool = False) -> contextlib.AbstractContextManager[Any]:
+        """A DB-API connection in autocommit mode (transactions are explicit)."""
+
+    @abstractmethod
+    def location(self) -> str:
+        """Where the data is, for people (never contains a password)."""
+
+    @abstractmethod
+    def dbt_env(self, schema: str) -> dict[str, str]:
+        """Environment variables that point dbt's profile (dbt_project/profiles.yml) here."""
+
+    def _param(self, sql: str) -> str:
+        return sql
+
+    def rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
+        with self.connect(read_only=True) as con:
+            cursor = con.cursor()
+            cursor.execute(self._param(sql), list(params))
+            return cursor.fetchall()
+
+    def run_in_transaction(self, statements: list[str]) -> None:
+        with self.connect() as con:
+            cursor = con.cursor()
+            cursor.execute("begin")
+            try:
+                for statement in statements:
+                    cursor.execute(statement)
+                cursor.execute("commit")
+            except Exception:
+                cursor.execute("rollback")
+                raise
+
+    def schema_exists(self, schema: str) -> bool:
+        return bool(self.rows("select 1 from information_schema.schemata where schema_name = ?", [schema]))
+
+    def describe(self, schema: str, tables: list[str]) -> dict[str, dict[str, Any]]:
+        """Row count and column types of each table or view."""
+        result: dict[str, dict[str, Any]] = {}
+        for table in tables:
+            columns = self.rows(
+                "select column_name, data_type from information_schema.columns "
+                "where table_schema = ? and table_name = ? order by ordinal_position",
+                [schema, table],
+            )
+            if not columns:
+                raise LookupError(f"table {schema}.{table} does not exist in {self.location()}")
+            [(count,)] = self.rows(f'select count(*) from "{quote_safe(schema)}"."{quote_safe(table)}"')
+            result[table] = {"rows": count, "columns": dict(columns)}
+        return result
+
+    def max_value(self, schema: str, table: str, column: str) -> Any:
+        [(value,)] = self.rows(
+            f'select max("{quote_safe(column)}") from "{quote_safe(schema)}"."{quote_safe(table)}"'
+        )
+        return value
+
+    def publish(self, source_schema: str, env: str, tables: list[str]) -> dict[str, str]:
+        """Point `env`'s views at `source_schema`, all tables in one transaction."""
+        target = env_schema(env)
+        statements = [f'create schema if not exists "{target}"']
+        for table in tables:
+            view = f'"{target}"."{quote_safe(table)}"'
+            statements += [
+                f"drop view if exists {view}",
+                f'create view {view} as select * from "{quote_safe(source_schema)}"."{quote_safe(table)}"',
+            ]
+        self.run_in_transaction(statements)
+        return {table: f"{target}.{table}" for table in tables}
+
+    def published_source(self, env: str, table: str) -> str | None:
+        """The audit schema `env`'s view of `table` reads from (None if not published)."""
+        found = self.rows(self._VIEWS_SQL, [env_schema(env), table])
+        match = re.search(r'from\s+"?([a-z0-9_]+)"?\s*\.', found[0][0], re.IGNORECASE) if found else None
+        return match.group(1) if match else None
+
+    def drop_schemas(self, schemas: list[str]) -> None:
+        self.run_in_transaction([f'drop schema if exists "{quote_safe(s)}" cascade' for s in schemas])
 
 
-class DuckDBWarehouse(dg.ConfigurableResource):
+class DuckDBWarehouse(Warehouse):
     """A DuckDB file; `path` defaults to `<state>/warehouse.duckdb`."""
 
     path: str | None = None
+    dbt_target: ClassVar[str] = "local"
+    _VIEWS_SQL: ClassVar[str] = "select sql from duckdb_views() where schema_name = ? and view_name = ?"
 
     def file(self) -> Path:
         return Path(self.path) if self.path else state_dir() / "warehouse.duckdb"
 
+    def location(self) -> str:
+        return str(self.file())
+
+    def dbt_env(self, schema: str) -> dict[str, str]:
+        return {"PLATFORM_WAREHOUSE_PATH": str(self.file()), "DBT_SCHEMA": schema}
+
     @contextlib.contextmanager
     def connect(self, read_only: bool = False) -> Iterator[Any]:
-        """A connection; waits while another process holds DuckDB's single-writer file lock."""
+        """Waits while another process holds DuckDB's single-writer file lock."""
         import duckdb
 
+        if read_only and not self.file().exists():
+            read_only = False
         deadline = time.monotonic() + LOCK_WAIT_S
         while True:
             try:
@@ -65,63 +163,40 @@ class DuckDBWarehouse(dg.ConfigurableResource):
         finally:
             connection.close()
 
-    def describe(self, schema: str, tables: list[str]) -> dict[str, dict[str, Any]]:
-        """Row count and column types of each table, as published or audited."""
-        result: dict[str, dict[str, Any]] = {}
-        with self.connect(read_only=True) as con:
-            for table in tables:
-                columns = con.execute(
-                    "select column_name, data_type from information_schema.columns "
-                    "where table_schema = ? and table_name = ? order by ordinal_position",
-                    [schema, table],
-                ).fetchall()
-                if not columns:
-                    raise LookupError(f"table {schema}.{table} does not exist in {self.file()}")
-                rows = con.execute(f'select count(*) from "{schema}"."{quote_safe(table)}"').fetchone()[0]
-                result[table] = {"rows": rows, "columns": dict(columns)}
-        return result
 
-    def schema_exists(self, schema: str) -> bool:
-        if not self.file().exists():
-            return False
-        with self.connect(read_only=True) as con:
-            return bool(con.execute("select 1 from information_schema.schemata where schema_name = ?",
-                                    [schema]).fetchone())
+class PostgresWarehouse(Warehouse):
+    """A PostgreSQL database; give the password as `dg.EnvVar(...)`, never in a file."""
 
-    def max_value(self, schema: str, table: str, column: str) -> Any:
-        with self.connect(read_only=True) as con:
-            return con.execute(
-                f'select max("{quote_safe(column)}") from "{quote_safe(schema)}"."{quote_safe(table)}"'
-            ).fetchone()[0]
+    host: str = "localhost"
+    port: int = 5432
+    dbname: str = "warehouse"
+    user: str
+    password: str = ""
+    sslmode: str = "prefer"
+    dbt_target: ClassVar[str] = "postgres"
+    _VIEWS_SQL: ClassVar[str] = "select definition from pg_views where schemaname = ? and viewname = ?"
 
-    def publish(self, source_schema: str, env: str, tables: list[str]) -> dict[str, str]:
-        """Point `env`'s views at `source_schema`, all tables in one transaction."""
-        target = env_schema(env)
-        with self.connect() as con:
-            con.execute("begin transaction")
-            try:
-                con.execute(f'create schema if not exists "{target}"')
-                for table in tables:
-                    con.execute(
-                        f'create or replace view "{target}"."{quote_safe(table)}" as '
-                        f'select * from "{quote_safe(source_schema)}"."{quote_safe(table)}"'
-                    )
-                con.execute("commit")
-            except Exception:
-                con.execute("rollback")
-                raise
-        return {table: f"{target}.{table}" for table in tables}
+    def location(self) -> str:
+        return f"postgresql://{self.user}@{self.host}:{self.port}/{self.dbname}"
 
-    def published_source(self, env: str, table: str) -> str | None:
-        """The audit schema `env`'s view of `table` reads from (None if not published)."""
-        with self.connect(read_only=True) as con:
-            row = con.execute(
-                "select sql from duckdb_views() where schema_name = ? and view_name = ?", [env_schema(env), table]
-            ).fetchone()
-        match = re.search(r'from\s+"?([a-z0-9_]+)"?\s*\.', row[0], re.IGNORECASE) if row else None
-        return match.group(1) if match else None
+    def dbt_env(self, schema: str) -> dict[str, str]:
+        return {
+            "PLATFORM_PG_HOST": self.host, "PLATFORM_PG_PORT": str(self.port), "PLATFORM_PG_USER": self.user,
+            "PLATFORM_PG_PASSWORD": self.password, "PLATFORM_PG_DBNAME": self.dbname,
+            "PLATFORM_PG_SSLMODE": self.sslmode, "DBT_SCHEMA": schema,
+        }
 
-    def drop_schemas(self, schemas: list[str]) -> None:
-        with self.connect() as con:
-            for schema in schemas:
-                con.execute(f'drop schema if exists "{quote_safe(schema)}" cascade')
+    def _param(self, sql: str) -> str:
+        return sql.replace("?", "%s")
+
+    @contextlib.contextmanager
+    def connect(self, read_only: bool = False) -> Iterator[Any]:
+        import psycopg2
+
+        connection = psycopg2.connect(host=self.host, port=self.port, dbname=self.dbname, user=self.user,
+                                      password=self.password, sslmode=self.sslmode, connect_timeout=10)
+        connection.autocommit = True  # transactions are explicit (run_in_transaction)
+        try:
+            yield connection
+        finally:
+            connection.close()

@@ -3,6 +3,7 @@ state folder and deployments), and a copy of the demo catalog that a test may ch
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import subprocess
@@ -19,6 +20,7 @@ from platform_assets.fingerprint import IGNORED_DIRS
 from platform_assets.resources_config import platform_resources
 from platform_assets.settings import PROJECT_ROOT, PlatformSettings, load_settings
 from resources.local_process import LocalProcessTarget
+from tests.postgres_server import PostgresServer, running_postgres
 
 DEMO_CATALOG = PROJECT_ROOT / "catalog"
 
@@ -90,8 +92,41 @@ def platform(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Platfo
     stop_all(settings)
 
 
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """One real PostgreSQL server for the session; tests take a fresh database each (`postgres_db`)."""
+    with running_postgres() as server:
+        yield server
+
+
+@pytest.fixture
+def postgres_db(postgres_server: PostgresServer) -> PostgresServer:
+    import uuid
+
+    import psycopg2
+
+    name = f"w_{uuid.uuid4().hex[:12]}"
+    admin = psycopg2.connect(host=postgres_server.host, port=postgres_server.port, user=postgres_server.user,
+                             password=postgres_server.password, dbname=postgres_server.dbname)
+    admin.autocommit = True
+    admin.cursor().execute(f"create database {name}")
+    admin.close()
+    return dataclasses.replace(postgres_server, dbname=name)
+
+
 def stop_all(settings: PlatformSettings) -> None:
     for env in settings.environment_names:
         target = LocalProcessTarget(environment=env)
         for name in target.deployed_names():
             target.stop(name)
+
+
+@pytest.fixture
+def datasets(platform: Platform, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Platform:
+    """The platform with the demo datasets and a private copy of the dbt project."""
+    for name in ("customer-features", "customer-segments"):
+        copy_deliverable(name, platform.catalog)
+    dbt_copy = Path(shutil.copytree(PROJECT_ROOT / "dbt_project", tmp_path / "dbt_project",
+                                    ignore=shutil.ignore_patterns("target", "logs", "*.duckdb")))
+    monkeypatch.setenv("PLATFORM_DBT_PROJECT_DIR", str(dbt_copy))
+    return platform

@@ -5,31 +5,22 @@ project, which it may break the way an analytics engineer would."""
 
 from __future__ import annotations
 
-import shutil
-import threading
 from pathlib import Path
 
 import dagster as dg
 import duckdb
+import psycopg2
 import pytest
+import yaml
 
 from platform_assets.definitions import build_definitions
-from platform_assets.settings import PROJECT_ROOT, dbt_project_dir
+from platform_assets.settings import PROJECT_ROOT, dbt_project_dir, load_settings
 from resources.warehouse import DuckDBWarehouse
-from tests.conftest import Platform, copy_deliverable, materialize_with_cli, status_json
+from tests.conftest import Platform, materialize_with_cli, status_json
+from tests.postgres_server import PostgresServer
 
 DATASET = "customer-features"
 THROUGH_PROD = [f"{DATASET}/build", f"{DATASET}/evaluate", f"{DATASET}/staging", f"{DATASET}/prod"]
-
-
-@pytest.fixture
-def datasets(platform: Platform, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Platform:
-    for name in ("customer-features", "customer-segments"):
-        copy_deliverable(name, platform.catalog)
-    dbt_copy = Path(shutil.copytree(PROJECT_ROOT / "dbt_project", tmp_path / "dbt_project",
-                                    ignore=shutil.ignore_patterns("target", "logs", "*.duckdb")))
-    monkeypatch.setenv("PLATFORM_DBT_PROJECT_DIR", str(dbt_copy))
-    return platform
 
 
 @pytest.fixture
@@ -129,38 +120,6 @@ def test_removed_column_fails_schema_contract_unless_allowed(delivered: Platform
     assert delivered.latest(f"{DATASET}/prod")["version"] != served["version"]
 
 
-def test_publishing_never_shows_readers_a_mix_of_versions(tmp_path: Path) -> None:
-    """Two tables published together: a reader querying both in a loop always sees one version."""
-    warehouse = DuckDBWarehouse(path=str(tmp_path / "w.duckdb"))
-    with warehouse.connect() as con:
-        for version in ("v1", "v2"):
-            con.execute(f"create schema audit_{version}")
-            for table in ("orders", "customers"):
-                con.execute(f"create table audit_{version}.{table} as select '{version}' as v, range as i "
-                            "from range(20000)")
-    warehouse.publish("audit_v1", "prod", ["orders", "customers"])
-    seen: set[tuple] = set()
-    stop = threading.Event()
-
-    def read() -> None:
-        with warehouse.connect() as con:
-            while not stop.is_set():
-                seen.add(con.execute("select (select min(v) from prod.orders), (select max(v) from prod.orders), "
-                                     "(select min(v) from prod.customers)").fetchone())
-
-    reader = threading.Thread(target=read)
-    reader.start()
-    try:
-        for round_ in range(60):
-            warehouse.publish(f"audit_v{1 + round_ % 2}", "prod", ["orders", "customers"])
-    finally:
-        stop.set()
-        reader.join(timeout=30)
-    assert seen, "the reader ran"
-    assert seen <= {("v1", "v1", "v1"), ("v2", "v2", "v2")}, seen
-    assert len(seen) == 2, "the reader saw both versions while publishing went on"
-
-
 def test_dbt_models_are_assets_with_lineage_checks_and_team_groups(datasets: Platform) -> None:
     defs = build_definitions(datasets.settings)
     graph = defs.resolve_asset_graph()
@@ -185,3 +144,31 @@ def test_materializing_dbt_models_runs_their_tests_as_checks(datasets: Platform)
     assert {e.asset_key.to_user_string() for e in evaluations} <= {"warehouse/raw_customers",
                                                                    "warehouse/stg_customers"}
     assert prod_rows(datasets, "select count(*) from dev.stg_customers") == [(2000,)]
+
+
+def test_customer_features_through_prod_on_postgres(
+    datasets: Platform, postgres_db: PostgresServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The production warehouse: the same pipeline, dbt's postgres target, a real server."""
+    config = yaml.safe_load((PROJECT_ROOT / "platform.yaml").read_text())
+    config["warehouse"] = {"type": "postgres", "host": postgres_db.host, "port": postgres_db.port,
+                           "dbname": postgres_db.dbname, "user": postgres_db.user}
+    (tmp_path / "platform.yaml").write_text(yaml.safe_dump(config))
+    monkeypatch.setenv("PLATFORM_CONFIG", str(tmp_path / "platform.yaml"))
+    monkeypatch.setenv("PLATFORM_PG_PASSWORD", postgres_db.password)
+    datasets.settings = load_settings()
+
+    result = datasets.materialize(*THROUGH_PROD)
+
+    assert result.success, [e for e in result.all_events if e.is_failure]
+    assert all(e.passed for e in result.get_asset_check_evaluations())
+    build = datasets.latest(f"{DATASET}/build")
+    with psycopg2.connect(host=postgres_db.host, port=postgres_db.port, user=postgres_db.user,
+                          password=postgres_db.password, dbname=postgres_db.dbname) as con:
+        cursor = con.cursor()
+        cursor.execute("select count(*), count(distinct customer_id) from prod.customer_features")
+        assert cursor.fetchone() == (2000, 2000)
+        cursor.execute("select definition from pg_views where schemaname = 'prod'")
+        assert build["audit_schema"] in cursor.fetchone()[0]
+    assert datasets.latest(f"{DATASET}/prod")["warehouse"].startswith("postgresql://platform@")
+    assert not (datasets.home / "platform" / "warehouse.duckdb").exists(), "nothing went to DuckDB"

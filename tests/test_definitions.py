@@ -160,3 +160,12 @@ def test_dagster_cli_loads_the_code_location() -> None:
     )
     assert completed.returncode == 0, completed.stderr[-2000:]
     assert "Validation successful" in completed.stdout + completed.stderr
+
+
+def test_execution_mode_picks_the_executor(platform: Platform, monkeypatch: pytest.MonkeyPatch) -> None:
+    defs = build_definitions(platform.settings)
+    assert defs.resolve_implicit_global_asset_job_def().executor_def.name == "multiprocess"
+    monkeypatch.setenv("PLATFORM_EXECUTION_MODE", "kubernetes")
+    completed = subprocess.run([sys.executable, "-c", "import platform_assets.definitions"],
+                               capture_output=True, text=True)
+    assert "PLATFORM_EXECUTION_MODE: 'kubernetes' is not a mode; valid: local" in completed.stderr

@@ -32,7 +32,7 @@ from resources.warehouse import audit_schema, env_schema
 if TYPE_CHECKING:
     from dagster import AssetKey
 
-    from resources.warehouse import DuckDBWarehouse
+    from resources.warehouse import Warehouse
 
 AUDIT_SCHEMA_PLACEHOLDER = "audit"
 
@@ -77,7 +77,7 @@ class DatasetSpec(DeliverableSpec):
         return self
 
 
-def _warehouse(ctx: StageContext) -> DuckDBWarehouse:
+def _warehouse(ctx: StageContext) -> Warehouse:
     return ctx.resources.warehouse
 
 
@@ -109,7 +109,7 @@ class DatasetHandler(KindHandler):
         selection = ["--select", " ".join(f"+{m}" for m in models), "--indirect-selection", "cautious"]
         warehouse = _warehouse(ctx)
         with tempfile.TemporaryDirectory(prefix=f"dbt-compile-{ctx.name}-") as tmp:
-            compiled = run_dbt(["compile", *selection], manifest_file, warehouse.file(),
+            compiled = run_dbt(["compile", *selection], manifest_file, warehouse,
                                AUDIT_SCHEMA_PLACEHOLDER, target_path=Path(tmp))
             if not compiled.is_successful():
                 raise BuildFailed(f"dbt compile failed: {'; '.join(failed_nodes(compiled))}")
@@ -120,7 +120,7 @@ class DatasetHandler(KindHandler):
             record = ctx.artifacts.get_json(ctx.name, version, "build.json")
             return BuildResult(version, {**_build_metadata(record), "reused": True}, record)
         ctx.log.info(f"dbt build {' '.join(selection)} into {schema}")
-        built = run_dbt(["build", *selection], manifest_file, warehouse.file(), schema)
+        built = run_dbt(["build", *selection], manifest_file, warehouse, schema)
         if not (built.target_path / "run_results.json").exists():
             raise BuildFailed(f"dbt build failed: {'; '.join(failed_nodes(built))}")
         results = built.get_artifact("run_results.json")["results"]
@@ -156,7 +156,7 @@ class DatasetHandler(KindHandler):
             "version": version,
             "tables": sorted(published.values()),
             "audit_schema": record["audit_schema"],
-            "warehouse": str(warehouse.file()),
+            "warehouse": warehouse.location(),
             "rows": {m: record["tables"][m]["rows"] for m in record["models"]},
         }
 
@@ -207,7 +207,7 @@ def _test_results(results: list[dict[str, Any]]) -> dict[str, Any]:
             "skipped": skipped}
 
 
-def _describe_built(warehouse: DuckDBWarehouse, schema: str, models: list[str]) -> dict[str, Any]:
+def _describe_built(warehouse: Warehouse, schema: str, models: list[str]) -> dict[str, Any]:
     """Row counts and columns of the built models; a model dbt skipped is recorded as missing."""
     tables: dict[str, Any] = {}
     for model in models:
