@@ -46,7 +46,7 @@ class Toleration(_Strict):
 
 
 class ComputeProfile(_Strict):
-    """Kubernetes sizing for a step; `gpus` is derived from the `nvidia.com/gpu` limit."""
+    """Kubernetes sizing for a step (GPU profiles put `nvidia.com/gpu` in limits)."""
 
     requests: dict[str, str] = Field(default_factory=dict)
     limits: dict[str, str] = Field(default_factory=dict)
@@ -59,10 +59,6 @@ class ComputeProfile(_Strict):
         if isinstance(value, dict):
             return {str(k): str(v) for k, v in value.items()}
         return value
-
-    @property
-    def gpus(self) -> int:
-        return int(self.limits.get("nvidia.com/gpu", "0"))
 
 
 class WarehouseConfig(_Strict):

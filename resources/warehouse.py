@@ -122,9 +122,6 @@ class Warehouse(dg.ConfigurableResource):
         match = re.search(r'from\s+"?([a-z0-9_]+)"?\s*\.', found[0][0], re.IGNORECASE) if found else None
         return match.group(1) if match else None
 
-    def drop_schemas(self, schemas: list[str]) -> None:
-        self.run_in_transaction([f'drop schema if exists "{quote_safe(s)}" cascade' for s in schemas])
-
 
 class DuckDBWarehouse(Warehouse):
     """A DuckDB file; `path` defaults to `<state>/warehouse.duckdb`."""
