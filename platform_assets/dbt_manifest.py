@@ -28,6 +28,10 @@ REFABLE = ("model", "seed", "snapshot")
 _SOURCE_SUFFIXES = (".sql", ".yml", ".yaml", ".csv", ".py", ".md")
 
 
+class ManifestError(Exception):
+    """The dbt project does not parse; the message carries dbt's own output."""
+
+
 def dbt_executable() -> str:
     """The venv's dbt even when the venv is not activated."""
     return shutil.which("dbt") or str(Path(sys.executable).parent / "dbt")
@@ -59,7 +63,7 @@ def ensure_manifest(project_dir: Path | None = None) -> Path:
         capture_output=True, text=True, env={**os.environ, "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"},
     )
     if completed.returncode != 0 or not path.exists():
-        raise RuntimeError(f"dbt parse of {project_dir} failed:\n{(completed.stdout + completed.stderr)[-3000:]}")
+        raise ManifestError(f"dbt parse of {project_dir} failed:\n{(completed.stdout + completed.stderr)[-3000:]}")
     return path
 
 

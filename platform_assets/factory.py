@@ -10,8 +10,7 @@ from collections.abc import Callable
 import dagster as dg
 
 from platform_assets.catalog import Catalog, load_catalog
-from platform_assets.dbt_manifest import warehouse_assets
-from platform_assets.handlers import get_handler
+from platform_assets.handlers import HANDLERS, get_handler
 from platform_assets.settings import PlatformSettings, catalog_dir
 from platform_assets.specs import Deliverable
 from platform_assets.stages import (
@@ -121,16 +120,21 @@ def _deploy_body(deliverable: Deliverable, settings: PlatformSettings, env: str)
     return lambda context: run_deploy(context, deliverable, settings, env)
 
 
-def catalog_asset(settings: PlatformSettings, catalog: Catalog) -> dg.AssetsDefinition:
-    """The catalog itself, so spec errors are visible in the UI beside the assets they concern."""
-    errors_at_load = "\n".join(f"- {error}" for error in catalog.errors) or "none"
+def catalog_asset(settings: PlatformSettings, catalog: Catalog, kind_problems: list[str]) -> dg.AssetsDefinition:
+    """The catalog itself, so spec errors are visible in the UI beside the assets they concern.
+
+    `kind_problems` (e.g. a dbt project that does not parse) were found while loading and are
+    reported with every check, since only a reload of the code location can clear them.
+    """
+    errors_at_load = "\n".join(f"- {error}" for error in [*catalog.errors, *kind_problems]) or "none"
 
     @dg.asset(
         key=CATALOG_KEY,
         group_name=PLATFORM_GROUP,
         kinds={"yaml"},
         description=(
-            f"The deliverable catalog in {catalog.root}: {len(catalog)} valid, {len(catalog.errors)} error(s) "
+            f"The deliverable catalog in {catalog.root}: {len(catalog)} valid, "
+            f"{len(catalog.errors) + len(kind_problems)} error(s) "
             "when the definitions were loaded. Materialize to re-check; `deliver validate` shows the same."
         ),
         metadata={"catalog_dir": dg.MetadataValue.path(str(catalog.root)),
@@ -139,13 +143,14 @@ def catalog_asset(settings: PlatformSettings, catalog: Catalog) -> dg.AssetsDefi
     )
     def _catalog(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
         current = load_catalog(catalog.root, settings)
-        listing = "\n".join(f"- {error}" for error in current.errors)
+        errors = [*map(str, current.errors), *kind_problems]
+        listing = "\n".join(f"- {error}" for error in errors)
         return dg.MaterializeResult(
-            metadata={"deliverables": len(current), "errors": len(current.errors)},
+            metadata={"deliverables": len(current), "errors": len(errors)},
             check_results=[
                 dg.AssetCheckResult(
                     check_name=CATALOG_CHECK,
-                    passed=not current.errors,
+                    passed=not errors,
                     description=listing or "all specs valid",
                     metadata={"errors": dg.MetadataValue.md(listing or "none")},
                 )
@@ -157,12 +162,13 @@ def catalog_asset(settings: PlatformSettings, catalog: Catalog) -> dg.AssetsDefi
 
 def build_assets(settings: PlatformSettings, catalog: Catalog | None = None) -> list[dg.AssetsDefinition]:
     catalog = catalog or load_catalog(catalog_dir(settings), settings)
-    assets = [catalog_asset(settings, catalog)]
-    published = {model: d.spec.owner for d in catalog if d.kind == "dataset" for model in d.spec.dataset.models}
-    if published:
-        warehouse = warehouse_assets(published)
-        if warehouse is not None:
-            assets.append(warehouse)
+    assets: list[dg.AssetsDefinition] = []
+    problems: list[str] = []
+    for kind, handler in HANDLERS.items():
+        kind_assets, kind_problems = handler.kind_assets([d for d in catalog if d.kind == kind])
+        assets.extend(kind_assets)
+        problems.extend(f"kind '{kind}': {problem}" for problem in kind_problems)
+    assets.append(catalog_asset(settings, catalog, problems))
     for deliverable in catalog:
         assets.extend(deliverable_assets(deliverable, settings))
     return assets

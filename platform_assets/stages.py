@@ -12,13 +12,11 @@ from typing import Any
 import dagster as dg
 
 from platform_assets.handlers import get_handler
-from platform_assets.handlers.base import BuildFailed, Deployed, GateResult, StageContext
+from platform_assets.handlers.base import BUILD_RECORD, BuildFailed, Deployed, GateResult, StageContext
 from platform_assets.settings import PlatformSettings
 from platform_assets.specs import Deliverable
-from resources.artifact_store import LocalArtifactStore
 from resources.deploy_target import DeployFailed, DeployTarget
 
-BUILD_RECORD = "build.json"
 HEALTHY = "healthy"
 
 
@@ -76,15 +74,22 @@ def run_build(
                 f"{settings.last_environment} yet; deliver {upstream} first"
             )
         ctx.upstream_versions[upstream] = published.version
+    handler = get_handler(deliverable.kind)
     try:
-        result = get_handler(deliverable.kind).build(ctx)
+        version = handler.version(ctx)
+        record = ctx.build_record(version)
+        reused = record is not None and handler.reusable(ctx, record)
+        if reused:
+            context.log.info(f"{deliverable.name} {version} was built before; reusing its immutable artifact")
+        else:
+            record = handler.build(ctx, version)
+            ctx.artifacts.put_json(deliverable.name, version, BUILD_RECORD, record)
     except BuildFailed as exc:
         raise dg.Failure(f"{deliverable.name} could not be built: {exc}") from exc
-    artifacts: LocalArtifactStore = context.resources.artifact_store
-    artifacts.put_json(deliverable.name, result.version, BUILD_RECORD, result.record)
     return dg.MaterializeResult(
-        metadata={"version": result.version, **_plain(result.metadata), "upstream_versions": ctx.upstream_versions},
-        data_version=dg.DataVersion(result.version),
+        metadata={"version": version, **_plain(handler.build_metadata(record)), "reused": reused,
+                  "upstream_versions": ctx.upstream_versions},
+        data_version=dg.DataVersion(version),
     )
 
 
@@ -96,7 +101,7 @@ def run_evaluate(
         key = build_key(deliverable.name).to_user_string()
         raise dg.Failure(f"{deliverable.name} has not been built yet; materialize {key} first")
     ctx = _stage_context(context, deliverable, settings)
-    record = ctx.artifacts.get_json(deliverable.name, built.version, BUILD_RECORD)
+    record = _stored_build(ctx, built.version)
     gates = get_handler(deliverable.kind).evaluate(ctx, built.version, record)
     failed = [gate.name for gate in gates if not gate.passed]
     return dg.MaterializeResult(
@@ -130,7 +135,7 @@ def run_deploy(
     ctx = _stage_context(context, deliverable, settings)
     target: DeployTarget = getattr(context.resources, target_resource_key(env))
     handler = get_handler(deliverable.kind)
-    record = ctx.artifacts.get_json(name, candidate.version, BUILD_RECORD)
+    record = _stored_build(ctx, candidate.version)
     try:
         deployment = handler.deploy(ctx, candidate.version, record, target)
     except DeployFailed as exc:
@@ -161,6 +166,13 @@ def run_deploy(
         check_results=[_check_result(health)],
         data_version=dg.DataVersion(candidate.version),
     )
+
+
+def _stored_build(ctx: StageContext, version: str) -> dict[str, Any]:
+    record = ctx.build_record(version)
+    if record is None:
+        raise dg.Failure(f"the artifact of {ctx.name} {version} is gone from the artifact store; build it again")
+    return record
 
 
 def _check_result(gate: GateResult) -> dg.AssetCheckResult:

@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from platform_assets.definitions import build_definitions
+from platform_assets.factory import CATALOG_KEY
 from platform_assets.settings import PROJECT_ROOT, dbt_project_dir, load_settings
 from resources.warehouse import DuckDBWarehouse
 from tests.conftest import Platform, materialize_with_cli, status_json
@@ -172,3 +173,20 @@ def test_customer_features_through_prod_on_postgres(
         assert build["audit_schema"] in cursor.fetchone()[0]
     assert datasets.latest(f"{DATASET}/prod")["warehouse"].startswith("postgresql://platform@")
     assert not (datasets.home / "platform" / "warehouse.duckdb").exists(), "nothing went to DuckDB"
+
+
+def test_dbt_project_that_does_not_parse_takes_nothing_else_down(datasets: Platform) -> None:
+    marts = dbt_project_dir() / "models" / "marts" / "_marts.yml"
+    marts.write_text(marts.read_text() + "\n  - name: [unclosed\n")
+
+    defs = build_definitions(datasets.settings)
+
+    keys = {k.to_user_string() for k in defs.resolve_asset_graph().get_all_asset_keys()}
+    assert "recommendations-api/prod" in keys and f"{DATASET}/prod" in keys
+    assert "warehouse/stg_orders" not in keys, "the dbt models are left out"
+    catalog = defs.resolve_assets_def(CATALOG_KEY).specs_by_key[CATALOG_KEY]
+    assert "kind 'dataset': dbt parse of" in catalog.metadata["errors_at_load"].value
+    result = datasets.materialize(f"{DATASET}/build")
+    assert not result.success
+    message = result.failure_data_for_node("customer_features__build").error.message
+    assert "customer-features could not be built: dbt parse of" in message and "_marts.yml" in message

@@ -17,23 +17,17 @@ from platform_assets.settings import PlatformSettings
 from platform_assets.specs import Deliverable, DeliverableSpec
 
 if TYPE_CHECKING:
-    from dagster import AssetKey
+    from dagster import AssetKey, AssetsDefinition
 
     from resources.artifact_store import LocalArtifactStore
     from resources.deploy_target import DeployTarget
 
 
+BUILD_RECORD = "build.json"
+
+
 class BuildFailed(Exception):
     """The deliverable could not be built; the message says what to fix (file, field, command)."""
-
-
-@dataclass(frozen=True)
-class BuildResult:
-    """`record` is stored beside the artifact; evaluate and deploy read it back by version."""
-
-    version: str
-    metadata: dict[str, Any]
-    record: dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -70,6 +64,12 @@ class StageContext:
     def name(self) -> str:
         return self.deliverable.name
 
+    def build_record(self, version: str) -> dict[str, Any] | None:
+        """What the build of `version` recorded beside its artifact (None if never built)."""
+        if not self.artifacts.exists(self.name, version, BUILD_RECORD):
+            return None
+        return self.artifacts.get_json(self.name, version, BUILD_RECORD)
+
 
 class KindHandler(ABC):
     """One per kind. Adding a kind means writing one of these, not touching the pipeline."""
@@ -85,9 +85,25 @@ class KindHandler(ABC):
         """Assets outside the catalog that a build reads (lineage only, e.g. dbt models)."""
         return []
 
+    def kind_assets(self, deliverables: list[Deliverable]) -> tuple[list[AssetsDefinition], list[str]]:
+        """Assets the kind adds once for all its deliverables, and problems that kept some out."""
+        return [], []
+
     @abstractmethod
-    def build(self, ctx: StageContext) -> BuildResult:
-        """Produce an immutable artifact and its version id."""
+    def version(self, ctx: StageContext) -> str:
+        """The id of what a build would produce, computed without building it."""
+
+    @abstractmethod
+    def build(self, ctx: StageContext, version: str) -> dict[str, Any]:
+        """Produce the immutable artifact of `version`; return the record stored beside it."""
+
+    @abstractmethod
+    def build_metadata(self, record: dict[str, Any]) -> dict[str, Any]:
+        """What the build materialization shows of a record (fresh or reused)."""
+
+    def reusable(self, ctx: StageContext, record: dict[str, Any]) -> bool:
+        """Whether an earlier build of this version is still intact and can be reused."""
+        return True
 
     @abstractmethod
     def evaluate(self, ctx: StageContext, version: str, record: dict[str, Any]) -> list[GateResult]:

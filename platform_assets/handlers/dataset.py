@@ -17,20 +17,22 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import Field, model_validator
 
 from platform_assets.dbt_manifest import (
+    ManifestError,
     dbt_asset_key,
     ensure_manifest,
     load_manifest,
     models_by_name,
     upstream_closure,
+    warehouse_assets,
 )
-from platform_assets.handlers.base import BuildFailed, BuildResult, GateResult, KindHandler, StageContext
+from platform_assets.handlers.base import BuildFailed, GateResult, KindHandler, StageContext
 from platform_assets.settings import dbt_project_dir
-from platform_assets.specs import DeliverableSpec, StrictModel
+from platform_assets.specs import Deliverable, DeliverableSpec, StrictModel
 from resources.deploy_target import DeployFailed, DeployTarget
 from resources.warehouse import audit_schema, env_schema
 
 if TYPE_CHECKING:
-    from dagster import AssetKey
+    from dagster import AssetKey, AssetsDefinition
 
     from resources.warehouse import Warehouse
 
@@ -92,35 +94,41 @@ class DatasetHandler(KindHandler):
     def build_deps(self, spec: Any) -> list[AssetKey]:
         return [dbt_asset_key({"resource_type": "model", "name": model}) for model in spec.dataset.models]
 
-    def build(self, ctx: StageContext) -> BuildResult:
+    def kind_assets(self, deliverables: list[Deliverable]) -> tuple[list[AssetsDefinition], list[str]]:
+        """The dbt models as assets; a dbt project that does not parse leaves them out, nothing else."""
+        published = {model: d.spec.owner for d in deliverables for model in d.spec.dataset.models}
+        if not published:
+            return [], []
+        try:
+            assets = warehouse_assets(published)
+        except ManifestError as exc:
+            return [], [f"{exc}\nThe dbt models are left out and dataset builds fail until the project parses."]
+        return ([assets] if assets else []), []
+
+    def version(self, ctx: StageContext) -> str:
+        """Compiles the selection (with a fixed schema name) and fingerprints it with its inputs."""
         from platform_assets.dbt_runtime import failed_nodes, run_dbt
 
-        models: list[str] = ctx.spec.dataset.models
-        manifest_file = ensure_manifest()
-        manifest = load_manifest(manifest_file)
+        manifest_file, manifest, models = _manifest_with(ctx)
         known = models_by_name(manifest)
-        missing = [m for m in models if m not in known]
-        if missing:
-            raise BuildFailed(
-                f"{ctx.deliverable.path}: field 'dataset.models': {', '.join(missing)} not in the dbt project "
-                f"{dbt_project_dir()}; models there: {', '.join(sorted(known))}"
-            )
-        # cautious: only tests whose parents are all built here (not another dataset's relationships)
-        selection = ["--select", " ".join(f"+{m}" for m in models), "--indirect-selection", "cautious"]
-        warehouse = _warehouse(ctx)
         with tempfile.TemporaryDirectory(prefix=f"dbt-compile-{ctx.name}-") as tmp:
-            compiled = run_dbt(["compile", *selection], manifest_file, warehouse,
+            compiled = run_dbt(["compile", *_selection(models)], manifest_file, _warehouse(ctx),
                                AUDIT_SCHEMA_PLACEHOLDER, target_path=Path(tmp))
             if not compiled.is_successful():
                 raise BuildFailed(f"dbt compile failed: {'; '.join(failed_nodes(compiled))}")
-            version = _fingerprint(manifest, [known[m]["unique_id"] for m in models], selection, Path(tmp))
+            return _fingerprint(manifest, [known[m]["unique_id"] for m in models], _selection(models), Path(tmp))
+
+    def reusable(self, ctx: StageContext, record: dict[str, Any]) -> bool:
+        return _warehouse(ctx).schema_exists(record["audit_schema"])
+
+    def build(self, ctx: StageContext, version: str) -> dict[str, Any]:
+        from platform_assets.dbt_runtime import failed_nodes, run_dbt
+
+        manifest_file, _, models = _manifest_with(ctx)
+        warehouse = _warehouse(ctx)
         schema = audit_schema(ctx.name, version)
-        if ctx.artifacts.exists(ctx.name, version, "build.json") and warehouse.schema_exists(schema):
-            ctx.log.info(f"{ctx.name} {version} is already built and audited in {schema}; reusing it")
-            record = ctx.artifacts.get_json(ctx.name, version, "build.json")
-            return BuildResult(version, {**_build_metadata(record), "reused": True}, record)
-        ctx.log.info(f"dbt build {' '.join(selection)} into {schema}")
-        built = run_dbt(["build", *selection], manifest_file, warehouse, schema)
+        ctx.log.info(f"dbt build {' '.join(_selection(models))} into {schema}")
+        built = run_dbt(["build", *_selection(models)], manifest_file, warehouse, schema)
         if not (built.target_path / "run_results.json").exists():
             raise BuildFailed(f"dbt build failed: {'; '.join(failed_nodes(built))}")
         results = built.get_artifact("run_results.json")["results"]
@@ -128,7 +136,7 @@ class DatasetHandler(KindHandler):
         if broken:
             details = "; ".join(f"{r['unique_id']}: {r.get('message')}" for r in broken)
             raise BuildFailed(f"dbt could not build: {details}")
-        record = {
+        return {
             "version": version,
             "audit_schema": schema,
             "models": models,
@@ -136,7 +144,21 @@ class DatasetHandler(KindHandler):
             "tables": _describe_built(warehouse, schema, models),
             "upstream_versions": ctx.upstream_versions,
         }
-        return BuildResult(version, _build_metadata(record), record)
+
+    def build_metadata(self, record: dict[str, Any]) -> dict[str, Any]:
+        """Row counts and column schemas per model, shown in the UI (TableSchema renders as a table)."""
+        import dagster as dg
+
+        tests = record["tests"]
+        return {
+            "audit_schema": record["audit_schema"],
+            "dbt_tests": f"{tests['passed']}/{tests['total']} passed",
+            **{f"rows/{m}": (t["rows"] if t else "not built") for m, t in record["tables"].items()},
+            **{
+                f"schema/{m}": dg.TableSchema(columns=[dg.TableColumn(c, kind) for c, kind in t["columns"].items()])
+                for m, t in record["tables"].items() if t
+            },
+        }
 
     def evaluate(self, ctx: StageContext, version: str, record: dict[str, Any]) -> list[GateResult]:
         gates = ctx.spec.gates
@@ -151,7 +173,11 @@ class DatasetHandler(KindHandler):
         warehouse = _warehouse(ctx)
         if not warehouse.schema_exists(record["audit_schema"]):
             raise DeployFailed(f"audit schema {record['audit_schema']} of {version} no longer exists; build again")
-        published = warehouse.publish(record["audit_schema"], target.environment, record["models"])
+        try:
+            published = warehouse.publish(record["audit_schema"], target.environment, record["models"])
+        except Exception as exc:  # the publish transaction rolled back: the environment is unchanged
+            raise DeployFailed(f"publishing to {target.environment} in {warehouse.location()} failed: {exc}",
+                               {"attempted_version": version}) from exc
         return {
             "version": version,
             "tables": sorted(published.values()),
@@ -174,6 +200,29 @@ class DatasetHandler(KindHandler):
                 problems.append(f"{table} serves {served} rows, audited {rows}")
         summary = "; ".join(problems) or f"{', '.join(deployment['tables'])} serve version {deployment['version']}"
         return GateResult("healthy", not problems, summary, {"tables": deployment["tables"]})
+
+
+def _manifest_with(ctx: StageContext) -> tuple[Path, dict[str, Any], list[str]]:
+    """The manifest (file and content), after checking that it has every model the spec publishes."""
+    models: list[str] = ctx.spec.dataset.models
+    try:
+        manifest_file = ensure_manifest()
+    except ManifestError as exc:
+        raise BuildFailed(str(exc)) from exc
+    manifest = load_manifest(manifest_file)
+    known = models_by_name(manifest)
+    missing = [m for m in models if m not in known]
+    if missing:
+        raise BuildFailed(
+            f"{ctx.deliverable.path}: field 'dataset.models': {', '.join(missing)} not in the dbt project "
+            f"{dbt_project_dir()}; models there: {', '.join(sorted(known))}"
+        )
+    return manifest_file, manifest, models
+
+
+def _selection(models: list[str]) -> list[str]:
+    """The models and what they are built from; `cautious` keeps other datasets' relationship tests out."""
+    return ["--select", " ".join(f"+{m}" for m in models), "--indirect-selection", "cautious"]
 
 
 def _fingerprint(manifest: dict[str, Any], model_ids: list[str], selection: list[str], compiled_target: Path) -> str:
@@ -216,22 +265,6 @@ def _describe_built(warehouse: Warehouse, schema: str, models: list[str]) -> dic
         except LookupError:
             tables[model] = None
     return tables
-
-
-def _build_metadata(record: dict[str, Any]) -> dict[str, Any]:
-    """Row counts and column schemas per model, shown in the UI (TableSchema renders as a table)."""
-    import dagster as dg
-
-    tests = record["tests"]
-    return {
-        "audit_schema": record["audit_schema"],
-        "dbt_tests": f"{tests['passed']}/{tests['total']} passed",
-        **{f"rows/{m}": (t["rows"] if t else "not built") for m, t in record["tables"].items()},
-        **{
-            f"schema/{m}": dg.TableSchema(columns=[dg.TableColumn(c, kind) for c, kind in t["columns"].items()])
-            for m, t in record["tables"].items() if t
-        },
-    }
 
 
 def _dbt_tests_gate(record: dict[str, Any]) -> GateResult:
@@ -278,7 +311,7 @@ def _schema_contract_gate(ctx: StageContext, record: dict[str, Any], gate: Schem
     served = ctx.deployed(baseline_env)
     if served is None:
         return GateResult("schema_contract", True, f"nothing published in {baseline_env} yet")
-    baseline = ctx.artifacts.get_json(ctx.name, served.version, "build.json")["tables"]
+    baseline = (ctx.build_record(served.version) or {}).get("tables", {})
     breaking = []
     for model in record["models"]:
         old = (baseline.get(model) or {}).get("columns", {})

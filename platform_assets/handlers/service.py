@@ -14,7 +14,7 @@ from typing import Any, Literal
 from pydantic import Field
 
 from platform_assets.fingerprint import source_digest
-from platform_assets.handlers.base import BuildFailed, BuildResult, GateResult, KindHandler, StageContext
+from platform_assets.handlers.base import BuildFailed, GateResult, KindHandler, StageContext
 from platform_assets.handlers.python_project import (
     ProjectError,
     build_wheel,
@@ -27,7 +27,6 @@ from platform_assets.openapi_compat import compare_contracts
 from platform_assets.specs import DeliverableSpec, StrictModel
 from resources.deploy_target import DeployFailed, DeployTarget, ProcessLaunch, probe
 
-BUILD_RECORD = "build.json"
 CONTRACT = "openapi.json"
 TEST_REPORT = "tests.json"
 
@@ -68,16 +67,12 @@ class ServiceHandler(KindHandler):
     spec_model = ServiceSpec
     gates = ("tests", "api_compatibility")
 
-    def build(self, ctx: StageContext) -> BuildResult:
+    def version(self, ctx: StageContext) -> str:
+        return source_digest(_source(ctx))
+
+    def build(self, ctx: StageContext, version: str) -> dict[str, Any]:
         settings: ServiceSettings = ctx.spec.service
-        source = ctx.deliverable.folder / settings.source
-        if not source.is_dir():
-            raise BuildFailed(f"{ctx.deliverable.path}: field 'service.source': folder {source} does not exist")
-        version = source_digest(source)
-        if ctx.artifacts.exists(ctx.name, version, BUILD_RECORD):
-            ctx.log.info(f"{ctx.name} {version} was built before; reusing the immutable artifact")
-            record = ctx.artifacts.get_json(ctx.name, version, BUILD_RECORD)
-            return BuildResult(version, {**_build_metadata(record), "reused": True}, record)
+        source = _source(ctx)
         with tempfile.TemporaryDirectory(prefix=f"build-{ctx.name}-") as tmp:
             project = copy_sources(source, Path(tmp) / "src")
             tests = run_tests(project, settings.tests, settings.python_path, settings.test_timeout_s)
@@ -93,14 +88,22 @@ class ServiceHandler(KindHandler):
             stored_wheel = ctx.artifacts.put_file(ctx.name, version, wheel)
         ctx.artifacts.put_json(ctx.name, version, CONTRACT, contract)
         ctx.artifacts.put_json(ctx.name, version, TEST_REPORT, tests.as_dict())
-        record = {
+        return {
             "version": version,
             "wheel": stored_wheel.name,
             "tests": {k: v for k, v in tests.as_dict().items() if k != "output_tail"},
             "contract_version": contract.get("info", {}).get("version"),
             "upstream_versions": ctx.upstream_versions,
         }
-        return BuildResult(version, {**_build_metadata(record), "wheel_path": str(stored_wheel)}, record)
+
+    def build_metadata(self, record: dict[str, Any]) -> dict[str, Any]:
+        tests = record["tests"]
+        return {
+            "tests_passed": tests["passed"],
+            "tests_failed": tests["failed"] + tests["errors"],
+            "contract_version": record["contract_version"],
+            "wheel": record["wheel"],
+        }
 
     def evaluate(self, ctx: StageContext, version: str, record: dict[str, Any]) -> list[GateResult]:
         return [self._tests_gate(ctx, record), self._api_gate(ctx, version)]
@@ -174,11 +177,8 @@ class ServiceHandler(KindHandler):
         return GateResult("healthy", healthy, detail, {"health_url": deployment["health_url"]})
 
 
-def _build_metadata(record: dict[str, Any]) -> dict[str, Any]:
-    tests = record["tests"]
-    return {
-        "tests_passed": tests["passed"],
-        "tests_failed": tests["failed"] + tests["errors"],
-        "contract_version": record["contract_version"],
-        "wheel": record["wheel"],
-    }
+def _source(ctx: StageContext) -> Path:
+    source = ctx.deliverable.folder / ctx.spec.service.source
+    if not source.is_dir():
+        raise BuildFailed(f"{ctx.deliverable.path}: field 'service.source': folder {source} does not exist")
+    return source
