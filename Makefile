@@ -7,7 +7,7 @@ DAGSTER_HOME_DIR ?= $(CURDIR)/.dagster_home
 DEV_HOST ?= 127.0.0.1
 DEV_PORT ?= 3000
 
-.PHONY: install test-deps dev test lint bench clean
+.PHONY: install test-deps dev test lint bench mlflow-ui clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -27,6 +27,12 @@ dev: install
 	mkdir -p $(DAGSTER_HOME_DIR)
 	test -f $(DAGSTER_HOME_DIR)/dagster.yaml || cp deploy/dagster.local.yaml $(DAGSTER_HOME_DIR)/dagster.yaml
 	DAGSTER_HOME=$(DAGSTER_HOME_DIR) $(BIN)/dagster dev -w workspace.yaml -h $(DEV_HOST) -p $(DEV_PORT)
+
+## The MLflow UI on the platform's own tracking store and registry (the embedded default).
+mlflow-ui: install
+	mkdir -p $(DAGSTER_HOME_DIR)/platform/mlflow
+	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(DAGSTER_HOME_DIR)/platform/mlflow/mlflow.db \
+	  --default-artifact-root $(DAGSTER_HOME_DIR)/platform/mlflow/artifacts --host 127.0.0.1 --port 5000
 
 ## Debian packages the tests need (PostgreSQL); a no-op once installed, needs root otherwise.
 test-deps:

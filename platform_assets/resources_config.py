@@ -10,6 +10,7 @@ from platform_assets.settings import PlatformSettings
 from platform_assets.stages import target_resource_key
 from resources.artifact_store import LocalArtifactStore
 from resources.local_process import LocalProcessTarget
+from resources.mlflow_registry import MlflowRegistry
 from resources.warehouse import DuckDBWarehouse, PostgresWarehouse, Warehouse
 
 
@@ -22,7 +23,12 @@ def warehouse_resource(settings: PlatformSettings) -> Warehouse:
 
 
 def platform_resources(settings: PlatformSettings) -> dict[str, Any]:
-    resources: dict[str, Any] = {"artifact_store": LocalArtifactStore(), "warehouse": warehouse_resource(settings)}
+    resources: dict[str, Any] = {
+        "artifact_store": LocalArtifactStore(),
+        "warehouse": warehouse_resource(settings),
+        "mlflow": MlflowRegistry(tracking_uri=settings.mlflow.tracking_uri,
+                                 artifact_location=settings.mlflow.artifact_location),
+    }
     for env in settings.environments:
         resources[target_resource_key(env.name)] = LocalProcessTarget(environment=env.name)
     return resources

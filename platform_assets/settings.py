@@ -80,6 +80,19 @@ class WarehouseConfig(_Strict):
         return self
 
 
+class MlflowConfig(_Strict):
+    """Tracking and registry. Unset: SQLite and artifacts under the state folder (the embedded default)."""
+
+    tracking_uri: str | None = None
+    artifact_location: str | None = None
+
+
+class ModelServingConfig(_Strict):
+    """Model endpoints require `Authorization: Bearer <token>`; the token comes from this variable."""
+
+    token_env: str = Field(default="PLATFORM_MODEL_TOKEN", pattern=r"^[A-Z_][A-Z0-9_]*$")
+
+
 class Execution(_Strict):
     mode: ExecutionMode = "local"
 
@@ -88,6 +101,8 @@ class PlatformSettings(_Strict):
     environments: list[Environment]
     execution: Execution = Execution()
     warehouse: WarehouseConfig = WarehouseConfig()
+    mlflow: MlflowConfig = MlflowConfig()
+    model_serving: ModelServingConfig = ModelServingConfig()
     default_compute: str = "cpu-small"
     compute_profiles: dict[str, ComputeProfile]
     source: Path | None = Field(default=None, exclude=True)

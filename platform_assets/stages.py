@@ -58,7 +58,9 @@ def _stage_context(
         artifacts=context.resources.artifact_store,
         log=context.log,
         deployed=lambda env: latest(instance, env_key(deliverable.name, env)),
+        deployed_of=lambda name, env: latest(instance, env_key(name, env)),
         resources=context.resources,
+        run_id=context.run_id,
     )
 
 
@@ -77,12 +79,13 @@ def run_build(
     handler = get_handler(deliverable.kind)
     try:
         version = handler.version(ctx)
-        record = ctx.build_record(version)
+        record = ctx.build_record(version) if version else None
         reused = record is not None and handler.reusable(ctx, record)
         if reused:
             context.log.info(f"{deliverable.name} {version} was built before; reusing its immutable artifact")
         else:
             record = handler.build(ctx, version)
+            version = str(record["version"])
             ctx.artifacts.put_json(deliverable.name, version, BUILD_RECORD, record)
     except BuildFailed as exc:
         raise dg.Failure(f"{deliverable.name} could not be built: {exc}") from exc
@@ -102,7 +105,8 @@ def run_evaluate(
         raise dg.Failure(f"{deliverable.name} has not been built yet; materialize {key} first")
     ctx = _stage_context(context, deliverable, settings)
     record = _stored_build(ctx, built.version)
-    gates = get_handler(deliverable.kind).evaluate(ctx, built.version, record)
+    handler = get_handler(deliverable.kind)
+    gates = handler.evaluate(ctx, built.version, record)
     failed = [gate.name for gate in gates if not gate.passed]
     return dg.MaterializeResult(
         metadata={
@@ -110,6 +114,7 @@ def run_evaluate(
             "gates_passed": not failed,
             "failed_gates": failed,
             **{f"gate/{gate.name}": f"{'PASS' if gate.passed else 'FAIL'}: {gate.summary}" for gate in gates},
+            **_plain(handler.evaluation_metadata(gates)),
         },
         check_results=[_check_result(gate) for gate in gates],
         data_version=dg.DataVersion(built.version),

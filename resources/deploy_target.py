@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import socket
 import urllib.error
 import urllib.request
@@ -29,6 +31,11 @@ class ProcessLaunch:
     workdir: Path
     env: dict[str, str] = field(default_factory=dict)
     startup_timeout_s: float = 30.0
+
+    def config_digest(self) -> str:
+        """Identifies the command and environment (secrets included, but only as a digest)."""
+        payload = json.dumps({"command": self.command, "env": self.env, "health": self.health_path}, sort_keys=True)
+        return hashlib.sha256(payload.encode()).hexdigest()[:12]
 
 
 class DeployTarget(Protocol):

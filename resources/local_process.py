@@ -57,11 +57,14 @@ class LocalProcessTarget(dg.ConfigurableResource):
         slot = self.slot(launch.deliverable)
         with _locked(slot / ".lock"):
             previous = self.current(launch.deliverable)
-            if previous and previous["version"] == launch.version and _alive(previous["pid"]):
+            config = launch.config_digest()
+            if (previous and previous["version"] == launch.version and previous.get("config") == config
+                    and _alive(previous["pid"])):
                 healthy, _ = probe(previous["health_url"])
                 if healthy:
                     return {**previous, "unchanged": True}
-            started = _start(launch, self.workspace(launch.deliverable, launch.version), str(slot))
+            started = {**_start(launch, self.workspace(launch.deliverable, launch.version), str(slot)),
+                       "config": config}
             _write_json(slot / CURRENT, started)
             if previous and previous["pid"] != started["pid"]:
                 stop_process(previous["pid"], str(slot))

@@ -97,6 +97,16 @@ class Warehouse(dg.ConfigurableResource):
             result[table] = {"rows": count, "columns": dict(columns)}
         return result
 
+    def frame(self, schema: str, table: str) -> Any:
+        """The whole table as a pandas DataFrame, the same way on every warehouse (DB-API rows)."""
+        import pandas as pd
+
+        with self.connect(read_only=True) as con:
+            cursor = con.cursor()
+            cursor.execute(f'select * from "{quote_safe(schema)}"."{quote_safe(table)}"')
+            columns = [description[0] for description in cursor.description]
+            return pd.DataFrame.from_records(cursor.fetchall(), columns=columns)
+
     def max_value(self, schema: str, table: str, column: str) -> Any:
         [(value,)] = self.rows(
             f'select max("{quote_safe(column)}") from "{quote_safe(schema)}"."{quote_safe(table)}"'

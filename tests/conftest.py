@@ -14,6 +14,7 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
+import yaml
 
 from platform_assets.factory import build_assets
 from platform_assets.fingerprint import IGNORED_DIRS
@@ -70,9 +71,16 @@ def status_json() -> list[dict]:
     return json.loads(completed.stdout)
 
 
-def copy_deliverable(name: str, catalog: Path) -> Path:
-    return Path(shutil.copytree(DEMO_CATALOG / name, catalog / name,
-                                ignore=shutil.ignore_patterns(*IGNORED_DIRS, "*.egg-info")))
+def copy_deliverable(name: str, catalog: Path, standalone: bool = False) -> Path:
+    """A demo deliverable in a test catalog; `standalone` drops its depends_on (tests of one kind alone)."""
+    folder = catalog / name
+    if not folder.exists():
+        shutil.copytree(DEMO_CATALOG / name, folder, ignore=shutil.ignore_patterns(*IGNORED_DIRS, "*.egg-info"))
+    spec = yaml.safe_load((DEMO_CATALOG / name / "deliverable.yaml").read_text())
+    if standalone:
+        spec.pop("depends_on", None)
+    (folder / "deliverable.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    return folder
 
 
 @pytest.fixture
@@ -82,7 +90,7 @@ def platform(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Platfo
     shutil.copy(PROJECT_ROOT / "deploy" / "dagster.local.yaml", home / "dagster.yaml")
     catalog = tmp_path / "catalog"
     catalog.mkdir()
-    copy_deliverable("recommendations-api", catalog)
+    copy_deliverable("recommendations-api", catalog, standalone=True)
     monkeypatch.setenv("DAGSTER_HOME", str(home))
     monkeypatch.setenv("PLATFORM_CATALOG_DIR", str(catalog))
     monkeypatch.delenv("PLATFORM_STATE_DIR", raising=False)

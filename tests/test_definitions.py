@@ -16,8 +16,8 @@ from platform_assets.definitions import build_definitions
 from platform_assets.factory import CATALOG_CHECK, CATALOG_KEY
 from tests.conftest import PROJECT_ROOT, Platform
 
-HEAVY = ["mlflow", "dbt", "dagster_dbt", "duckdb", "kubernetes", "sklearn", "papermill", "boto3", "pandas",
-         "fastapi", "uvicorn"]
+HEAVY = ["dbt", "dagster_dbt", "duckdb", "kubernetes", "sklearn", "papermill", "boto3", "pandas", "fastapi", "uvicorn",
+         "mlflow", "skops", "matplotlib", "httpx"]
 
 
 def add_spec(platform: Platform, folder: str, content: dict | str) -> Path:

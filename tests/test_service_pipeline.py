@@ -105,7 +105,7 @@ def test_gate_failed_version_is_refused_when_deployed_alone(delivered: Platform)
 def test_major_bump_allows_breaking_change_when_policy_says_so(delivered: Platform) -> None:
     edit(delivered, "src/recommendations_api/app.py", "    name: str\n", "    title: str\n")
     edit(delivered, "src/recommendations_api/app.py", "name=PRODUCTS[pid]", "title=PRODUCTS[pid]")
-    edit(delivered, "src/recommendations_api/app.py", 'version="1.2.0"', 'version="2.0.0"')
+    edit(delivered, "src/recommendations_api/app.py", 'version="1.3.0"', 'version="2.0.0"')
 
     result = delivered.materialize(*THROUGH_PROD)
 
@@ -120,14 +120,14 @@ def test_version_that_does_not_start_in_prod_is_rolled_back(delivered: Platform)
     edit(
         delivered,
         "src/recommendations_api/app.py",
-        'app = FastAPI(title="recommendations-api", version="1.2.0")',
+        'app = FastAPI(title="recommendations-api", version="1.3.0")',
         "from contextlib import asynccontextmanager\n\n\n"
         "@asynccontextmanager\n"
         "async def lifespan(_app):\n"
         "    if os.environ.get('PLATFORM_ENVIRONMENT') == 'prod' and 'RECS_SIGNING_KEY' not in os.environ:\n"
         "        raise RuntimeError('RECS_SIGNING_KEY is required in prod')\n"
         "    yield\n\n\n"
-        'app = FastAPI(title="recommendations-api", version="1.2.0", lifespan=lifespan)',
+        'app = FastAPI(title="recommendations-api", version="1.3.0", lifespan=lifespan)',
     )
 
     result = delivered.materialize(*THROUGH_PROD)

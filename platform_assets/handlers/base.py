@@ -53,7 +53,9 @@ class StageContext:
     artifacts: LocalArtifactStore
     log: logging.Logger
     deployed: Callable[[str], Deployed | None]
+    deployed_of: Callable[[str, str], Deployed | None] = lambda name, env: None
     resources: Any = None
+    run_id: str | None = None
     upstream_versions: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -90,12 +92,16 @@ class KindHandler(ABC):
         return [], []
 
     @abstractmethod
-    def version(self, ctx: StageContext) -> str:
-        """The id of what a build would produce, computed without building it."""
+    def version(self, ctx: StageContext) -> str | None:
+        """The id of what a build would produce, computed without building it.
+
+        None when the id is assigned by building (an MLflow model version): the build's record
+        then says it.
+        """
 
     @abstractmethod
-    def build(self, ctx: StageContext, version: str) -> dict[str, Any]:
-        """Produce the immutable artifact of `version`; return the record stored beside it."""
+    def build(self, ctx: StageContext, version: str | None) -> dict[str, Any]:
+        """Produce the immutable artifact; return the record stored beside it, with its `version`."""
 
     @abstractmethod
     def build_metadata(self, record: dict[str, Any]) -> dict[str, Any]:
@@ -108,6 +114,10 @@ class KindHandler(ABC):
     @abstractmethod
     def evaluate(self, ctx: StageContext, version: str, record: dict[str, Any]) -> list[GateResult]:
         """Return one result per name in `gates`."""
+
+    def evaluation_metadata(self, gates: list[GateResult]) -> dict[str, Any]:
+        """Extra metadata on the evaluate materialization (e.g. plots), from the gates' results."""
+        return {}
 
     @abstractmethod
     def deploy(

@@ -25,7 +25,7 @@ from platform_assets.dbt_manifest import (
     upstream_closure,
     warehouse_assets,
 )
-from platform_assets.handlers.base import BuildFailed, GateResult, KindHandler, StageContext
+from platform_assets.handlers.base import BUILD_RECORD, BuildFailed, GateResult, KindHandler, StageContext
 from platform_assets.settings import dbt_project_dir
 from platform_assets.specs import Deliverable, DeliverableSpec, StrictModel
 from resources.deploy_target import DeployFailed, DeployTarget
@@ -331,3 +331,20 @@ def _schema_contract_gate(ctx: StageContext, record: dict[str, Any], gate: Schem
                     else "; set gates.schema_contract.allow_breaking to ship it")
     metadata = {"breaking_changes": breaking, "baseline_version": served.version}
     return GateResult("schema_contract", passed, summary, metadata)
+
+
+def pinned_table(ctx: StageContext, table: str, field: str) -> tuple[str, str, str]:
+    """(dataset, version, audit schema) of `table` as published by one of the deliverable's upstreams.
+
+    Consumers (models, notebooks) read the audit schema of the exact version their build recorded,
+    never the moving environment view, so the build's inputs are immutable and reproducible.
+    """
+    for upstream, version in ctx.upstream_versions.items():
+        record = ctx.artifacts.get_json(upstream, version, BUILD_RECORD) if ctx.artifacts.exists(
+            upstream, version, BUILD_RECORD) else None
+        if record and table in record.get("models", []):
+            return upstream, version, record["audit_schema"]
+    raise BuildFailed(
+        f"{ctx.deliverable.path}: field '{field}': no dataset in depends_on "
+        f"({', '.join(ctx.spec.depends_on) or 'none'}) publishes '{table}'; add the dataset that does to depends_on"
+    )

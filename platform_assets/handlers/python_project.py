@@ -66,7 +66,9 @@ def _child_env(python_path: Path | None = None) -> dict[str, str]:
     return env
 
 
-def run_tests(project: Path, tests: str, python_path: str, timeout_s: float) -> TestReport:
+def run_tests(
+    project: Path, tests: str, python_path: str, timeout_s: float, extra_env: dict[str, str] | None = None
+) -> TestReport:
     """Run the project's own pytest suite with the platform's interpreter; never raises on red."""
     junit = project / ".platform-junit.xml"
     if not (project / tests).exists():
@@ -75,7 +77,7 @@ def run_tests(project: Path, tests: str, python_path: str, timeout_s: float) -> 
         completed = subprocess.run(
             [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"--junitxml={junit}", tests],
             cwd=project,
-            env=_child_env(project / python_path),
+            env={**_child_env(project / python_path), **(extra_env or {})},
             capture_output=True,
             text=True,
             timeout=timeout_s,

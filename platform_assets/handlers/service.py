@@ -23,6 +23,7 @@ from platform_assets.handlers.python_project import (
     install_isolated,
     run_tests,
 )
+from platform_assets.model_token import model_token
 from platform_assets.openapi_compat import compare_contracts
 from platform_assets.specs import DeliverableSpec, StrictModel
 from resources.deploy_target import DeployFailed, DeployTarget, ProcessLaunch, probe
@@ -75,7 +76,9 @@ class ServiceHandler(KindHandler):
         source = _source(ctx)
         with tempfile.TemporaryDirectory(prefix=f"build-{ctx.name}-") as tmp:
             project = copy_sources(source, Path(tmp) / "src")
-            tests = run_tests(project, settings.tests, settings.python_path, settings.test_timeout_s)
+            first_env = ctx.settings.environment_names[0]
+            tests = run_tests(project, settings.tests, settings.python_path, settings.test_timeout_s,
+                              dependency_env(ctx, first_env))
             ctx.log.info(f"service tests: {tests.passed} passed, {tests.failed} failed, {tests.errors} errors")
             wheel = build_wheel(project, Path(tmp) / "dist")
             try:
@@ -167,7 +170,8 @@ class ServiceHandler(KindHandler):
             command=[str(python), "-m", "uvicorn", settings.app, "--host", "127.0.0.1", "--port", "{port}"],
             health_path=settings.health_path,
             workdir=workspace,
-            env={"PLATFORM_VERSION": version, "PLATFORM_ENVIRONMENT": target.environment, **settings.env},
+            env={"PLATFORM_VERSION": version, "PLATFORM_ENVIRONMENT": target.environment,
+                 **dependency_env(ctx, target.environment), **settings.env},
             startup_timeout_s=settings.startup_timeout_s,
         )
         return target.deploy(launch)
@@ -175,6 +179,24 @@ class ServiceHandler(KindHandler):
     def verify(self, ctx: StageContext, deployment: dict[str, Any], target: DeployTarget) -> GateResult:
         healthy, detail = probe(deployment["health_url"])
         return GateResult("healthy", healthy, detail, {"health_url": deployment["health_url"]})
+
+
+def dependency_env(ctx: StageContext, env: str) -> dict[str, str]:
+    """`<NAME>_URL` (and `<NAME>_TOKEN` for endpoints that need one) of each upstream served in `env`.
+
+    Resolved when deploying: a redeploy of the service picks up where its dependencies run now.
+    The build's tests get the first environment's, so contract tests can call the real upstream.
+    """
+    values: dict[str, str] = {}
+    for upstream in ctx.spec.depends_on:
+        deployed = ctx.deployed_of(upstream, env)
+        if deployed is None or not deployed.metadata.get("url"):
+            continue
+        prefix = upstream.upper().replace("-", "_")
+        values[f"{prefix}_URL"] = str(deployed.metadata["url"])
+        if deployed.metadata.get("auth") == "bearer":
+            values[f"{prefix}_TOKEN"] = model_token(ctx.settings)
+    return values
 
 
 def _source(ctx: StageContext) -> Path:

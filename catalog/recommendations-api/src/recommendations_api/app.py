@@ -7,9 +7,11 @@ import os
 from fastapi import FastAPI, HTTPException, Query, status
 from pydantic import BaseModel, Field
 
+from recommendations_api import churn_model
 from recommendations_api.catalog import PRODUCTS, rank
 
-app = FastAPI(title="recommendations-api", version="1.2.0")
+app = FastAPI(title="recommendations-api", version="1.3.0")
+RETENTION_THRESHOLD = 0.5
 
 
 class Health(BaseModel):
@@ -56,3 +58,26 @@ def feedback(event: Feedback) -> dict[str, str]:
     if event.product_id not in PRODUCTS:
         raise HTTPException(status_code=404, detail=f"unknown product {event.product_id}")
     return {"status": "accepted"}
+
+
+class CustomerProfile(BaseModel):
+    customer_id: str
+    features: dict[str, float | int | str | bool] = Field(description="the churn model's input features")
+
+
+class ChurnRisk(BaseModel):
+    customer_id: str
+    churn_probability: float = Field(ge=0, le=1)
+    model_version: str
+    retention_offer: bool
+
+
+@app.post("/churn-risk", response_model=ChurnRisk)
+def churn_risk(profile: CustomerProfile) -> ChurnRisk:
+    """Scores the customer with the churn model; 503 while the model cannot answer."""
+    try:
+        probability, version = churn_model.score(profile.features)
+    except churn_model.ModelUnavailable as exc:
+        raise HTTPException(status_code=status.HTTP_503_SERVICE_UNAVAILABLE, detail=str(exc)) from exc
+    return ChurnRisk(customer_id=profile.customer_id, churn_probability=probability, model_version=version,
+                     retention_offer=probability >= RETENTION_THRESHOLD)

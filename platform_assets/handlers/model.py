@@ -1,0 +1,404 @@
+"""Models: trained from a published dataset, tracked and registered in MLflow, served per environment.
+
+build: train on the exact dataset version the build pins (its audit schema), log parameters,
+metrics, the model with signature and input example, and the dataset lineage; register a model
+version. version = the MLflow model version. evaluate: gates `metrics`, `champion`, `signature`,
+scored with the registered (pyfunc) models on the build's holdout. deploy: move the environment's
+alias to the version and start a model server that loads `models:/<name>@<env>`; if it does not
+come up, the alias moves back.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import sys
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import Field, field_validator
+
+from platform_assets.expectations import check, parse_expectation
+from platform_assets.fingerprint import source_digest
+from platform_assets.handlers.base import BuildFailed, GateResult, KindHandler, StageContext
+from platform_assets.handlers.dataset import pinned_table
+from platform_assets.model_token import model_token
+from platform_assets.specs import DeliverableSpec, StrictModel
+from resources.deploy_target import DeployFailed, DeployTarget, ProcessLaunch
+from resources.mlflow_registry import FINGERPRINT_TAG
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from resources.mlflow_registry import MlflowRegistry
+
+HOLDOUT = "holdout.parquet"
+ROC_PLOT = "roc.png"
+DATASET_TAG = "platform.dataset."
+
+
+class MetricsGate(StrictModel):
+    """Thresholds on holdout metrics, e.g. `roc_auc: ">= 0.70"`."""
+
+    thresholds: dict[str, str | float] = Field(default_factory=dict)
+
+    @field_validator("thresholds")
+    @classmethod
+    def _parse(cls, value: dict[str, str | float]) -> dict[str, str | float]:
+        for name, text in value.items():
+            parse_expectation(name, text)
+        return value
+
+
+class ChampionGate(StrictModel):
+    """The challenger may trail the champion (what prod serves) on `metric` by at most `tolerance`."""
+
+    metric: str = "roc_auc"
+    tolerance: float = Field(default=0.01, ge=0)
+    higher_is_better: bool = True
+
+
+class SignatureGate(StrictModel):
+    allow_breaking: bool = False
+
+
+class ModelGates(StrictModel):
+    metrics: MetricsGate = MetricsGate()
+    champion: ChampionGate = ChampionGate()
+    signature: SignatureGate = SignatureGate()
+
+
+class ModelSettings(StrictModel):
+    training_table: str = Field(description="a table published by a dataset in depends_on")
+    label: str
+    exclude: list[str] = Field(default_factory=list, description="columns that are not features")
+    trainer: str = Field(default="train.py:train", pattern=r"^[\w./-]+\.py:[A-Za-z_]\w*$")
+    params: dict[str, Any] = Field(default_factory=dict)
+    trusted_types: list[str] = Field(
+        default_factory=list,
+        description="types skops may load beyond its safe defaults (MLflow stores scikit-learn models with skops)",
+    )
+    test_fraction: float = Field(default=0.25, gt=0, lt=0.9)
+    random_state: int = 0
+    startup_timeout_s: float = Field(default=90.0, gt=0, le=900)
+
+
+class ModelSpec(DeliverableSpec):
+    kind: Literal["model"]
+    gates: ModelGates = ModelGates()
+    model: ModelSettings
+
+
+def _registry(ctx: StageContext) -> MlflowRegistry:
+    return ctx.resources.mlflow
+
+
+class ModelHandler(KindHandler):
+    kind = "model"
+    technology = "mlflow"
+    spec_model = ModelSpec
+    gates = ("metrics", "champion", "signature")
+    resources = frozenset({"mlflow", "warehouse"})
+
+    def version(self, ctx: StageContext) -> str | None:
+        """The registered version trained from the same code, settings and data, if any."""
+        return _registry(ctx).version_with_fingerprint(ctx.name, _fingerprint(ctx))
+
+    def reusable(self, ctx: StageContext, record: dict[str, Any]) -> bool:
+        return ctx.artifacts.exists(ctx.name, record["version"], HOLDOUT)
+
+    def build(self, ctx: StageContext, version: str | None) -> dict[str, Any]:
+        import mlflow
+        from mlflow.data.code_dataset_source import CodeDatasetSource
+        from mlflow.models import infer_signature
+
+        from platform_assets.handlers.model_training import (
+            classification_metrics,
+            load_trainer,
+            normalise,
+            positive_scores,
+            split_features,
+        )
+
+        settings: ModelSettings = ctx.spec.model
+        registry = _registry(ctx)
+        dataset, dataset_version, schema = pinned_table(ctx, settings.training_table, "model.training_table")
+        frame = normalise(ctx.resources.warehouse.frame(schema, settings.training_table))
+        missing = sorted({settings.label, *settings.exclude} - set(frame.columns))
+        if missing:
+            raise BuildFailed(f"{ctx.deliverable.path}: fields 'model.label'/'model.exclude' name "
+                              f"{', '.join(missing)}, not columns of {settings.training_table} "
+                              f"({', '.join(frame.columns)})")
+        x_train, x_test, y_train, y_test = split_features(
+            frame, settings.label, settings.exclude, settings.test_fraction, settings.random_state)
+        train = load_trainer(ctx.deliverable.path, settings.trainer)
+        fingerprint = _fingerprint(ctx)
+        registry.activate()
+        lineage = {f"{DATASET_TAG}{dataset}": dataset_version,
+                   "platform.training_table": f"{schema}.{settings.training_table}"}
+        with mlflow.start_run(experiment_id=registry.experiment_id(ctx.name), run_name=f"{ctx.name} build",
+                              tags={"platform.deliverable": ctx.name, FINGERPRINT_TAG: fingerprint,
+                                    "dagster_run_id": ctx.run_id or "", **lineage}) as run:
+            mlflow.log_params({**settings.params, "label": settings.label, "test_fraction": settings.test_fraction,
+                               "random_state": settings.random_state, "features": len(x_train.columns)})
+            source = CodeDatasetSource({"warehouse": ctx.resources.warehouse.location(), **lineage})
+            mlflow.log_input(mlflow.data.from_pandas(frame, source=source, targets=settings.label,
+                                                     name=f"{dataset}@{dataset_version}"), context="training")
+            try:
+                estimator = train(x_train, y_train, dict(settings.params))
+                probabilities = estimator.predict_proba(x_test)
+            except Exception as exc:
+                raise BuildFailed(f"{ctx.deliverable.path}: the trainer '{settings.trainer}' failed: {exc!r}") from exc
+            metrics = classification_metrics(y_test, positive_scores(probabilities))
+            mlflow.log_metrics(metrics)
+            info = _log_model(ctx, estimator, infer_signature(x_test, probabilities), x_test.head(3))
+        version = str(info.registered_model_version)
+        with tempfile.TemporaryDirectory() as tmp:
+            x_test.assign(**{settings.label: y_test}).to_parquet(Path(tmp) / HOLDOUT)
+            ctx.artifacts.put_file(ctx.name, version, Path(tmp) / HOLDOUT)
+        client = registry.client()
+        for key, value in {**lineage, FINGERPRINT_TAG: fingerprint}.items():  # the fingerprint last: it marks complete
+            client.set_model_version_tag(ctx.name, version, key, value)
+        ctx.log.info(f"registered {ctx.name} version {version} from run {run.info.run_id}: roc_auc "
+                     f"{metrics['roc_auc']:.4f} on {len(x_test)} holdout rows of {dataset} {dataset_version}")
+        return {
+            "version": version,
+            "run_id": run.info.run_id,
+            "experiment_id": run.info.experiment_id,
+            "model_uri": f"models:/{ctx.name}/{version}",
+            "tracking_uri": registry.uri(),
+            "metrics": metrics,
+            "features": {c: str(t) for c, t in x_train.dtypes.items()},
+            "input_example": json.loads(x_test.head(3).to_json(orient="records")),
+            "training": {"dataset": dataset, "dataset_version": dataset_version,
+                         "table": f"{schema}.{settings.training_table}", "train_rows": len(x_train),
+                         "holdout_rows": len(x_test)},
+            "upstream_versions": ctx.upstream_versions,
+        }
+
+    def build_metadata(self, record: dict[str, Any]) -> dict[str, Any]:
+        training = record["training"]
+        return {
+            "model_uri": record["model_uri"],
+            "mlflow_run_id": record["run_id"],
+            "trained_on": f"{training['dataset']} {training['dataset_version']} ({training['table']})",
+            "rows": f"{training['train_rows']} train, {training['holdout_rows']} holdout",
+            **{f"metric/{name}": round(value, 4) for name, value in record["metrics"].items()},
+        }
+
+    def evaluate(self, ctx: StageContext, version: str, record: dict[str, Any]) -> list[GateResult]:
+        import pandas as pd
+
+        holdout = pd.read_parquet(ctx.artifacts.path(ctx.name, version, HOLDOUT))
+        label = ctx.spec.model.label
+        champion = ctx.deployed(ctx.settings.last_environment)
+        scored = _score(ctx, version, holdout, label)
+        champion_scored = None
+        if champion is not None and champion.version != version:
+            champion_scored = _score(ctx, champion.version, holdout, label)
+        plot = _plot(ctx, version, holdout[label], scored, champion.version if champion else None, champion_scored)
+        return [
+            _metrics_gate(ctx, scored["metrics"]),
+            _champion_gate(ctx, version, champion.version if champion else None, scored, champion_scored, plot),
+            _signature_gate(ctx, version, record, champion.version if champion else None),
+        ]
+
+    def evaluation_metadata(self, gates: list[GateResult]) -> dict[str, Any]:
+        """The metrics side by side and the ROC plot, inline in the UI."""
+        import dagster as dg
+
+        champion = next(g for g in gates if g.name == "champion").metadata
+        image = base64.b64encode(Path(champion["roc_plot"]).read_bytes()).decode()
+        return {
+            "metrics": dg.MetadataValue.md(champion["comparison"]),
+            "roc_curve": dg.MetadataValue.md(f"![ROC curve](data:image/png;base64,{image})"),
+            "roc_plot": dg.MetadataValue.path(champion["roc_plot"]),
+        }
+
+    def deploy(self, ctx: StageContext, version: str, record: dict[str, Any], target: DeployTarget) -> dict[str, Any]:
+        """Move the alias, start the server on it; the alias goes back if the server does not come up."""
+        registry = _registry(ctx)
+        alias = target.environment
+        previous = registry.alias_version(ctx.name, alias)
+        registry.move_alias(ctx.name, alias, version)
+        launch = ProcessLaunch(
+            deliverable=ctx.name,
+            version=version,
+            command=[sys.executable, "-m", "uvicorn", "platform_assets.model_server:app",
+                     "--host", "127.0.0.1", "--port", "{port}"],
+            health_path="/health",
+            workdir=target.workspace(ctx.name, version),
+            env={"MODEL_NAME": ctx.name, "MODEL_ALIAS": alias, "PLATFORM_VERSION": version,
+                 "PLATFORM_ENVIRONMENT": alias, "PLATFORM_MODEL_TOKEN": model_token(ctx.settings),
+                 **registry.server_env()},
+            startup_timeout_s=ctx.spec.model.startup_timeout_s,
+        )
+        try:
+            deployment = target.deploy(launch)
+        except DeployFailed as exc:
+            registry.move_alias(ctx.name, alias, previous)
+            raise DeployFailed(f"{exc}; alias '{alias}' moved back to version {previous or '(none)'}",
+                               {**exc.metadata, "alias_restored_to": previous}) from exc
+        return {**deployment, "alias": alias, "model_uri": f"models:/{ctx.name}@{alias}",
+                "predict_url": deployment["url"] + "/predict", "auth": "bearer", "previous_alias_version": previous}
+
+    def verify(self, ctx: StageContext, deployment: dict[str, Any], target: DeployTarget) -> GateResult:
+        """Serves the version, predicts the build's input example with the token, refuses without."""
+        import httpx
+
+        token = model_token(ctx.settings)
+        example = {"dataframe_records": ctx.build_record(deployment["version"])["input_example"]}
+        problems = []
+        try:
+            health = httpx.get(deployment["health_url"], timeout=10).json()
+            if str(health.get("version")) != deployment["version"]:
+                problems.append(f"serves version {health.get('version')}, expected {deployment['version']}")
+            answer = httpx.post(deployment["predict_url"], json=example, timeout=30,
+                                headers={"Authorization": f"Bearer {token}"})
+            if answer.status_code != 200 or len(answer.json()["predictions"]) != len(example["dataframe_records"]):
+                problems.append(f"/predict answered HTTP {answer.status_code}: {answer.text[:200]}")
+            anonymous = httpx.post(deployment["predict_url"], json=example, timeout=30)
+            if anonymous.status_code != 401:
+                problems.append(f"/predict without a token answered HTTP {anonymous.status_code}, expected 401")
+        except httpx.HTTPError as exc:
+            problems.append(f"no answer from {deployment['url']}: {exc}")
+        summary = "; ".join(problems) or (f"serves {ctx.name} {deployment['version']} as "
+                                          f"{deployment['model_uri']}; /predict needs the token")
+        return GateResult("healthy", not problems, summary, {"predict_url": deployment["predict_url"]})
+
+
+def _log_model(ctx: StageContext, estimator: Any, signature: Any, example: pd.DataFrame) -> Any:
+    """Log and register in skops format; types it does not trust by default must be named in the spec."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return mlflow.sklearn.log_model(
+            estimator, name="model", signature=signature, input_example=example, pyfunc_predict_fn="predict_proba",
+            registered_model_name=ctx.name, skops_trusted_types=list(ctx.spec.model.trusted_types) or None,
+        )
+    except MlflowException as exc:
+        if "untrusted types" not in str(exc).lower():
+            raise
+        found = str(exc).split("Untrusted types found in the file:")[-1].split("]")[0].strip(" [")
+        raise BuildFailed(
+            f"{ctx.deliverable.path}: field 'model.trusted_types': the model contains types skops does not load "
+            f"by default: {found}. Review them and list them in model.trusted_types."
+        ) from exc
+
+
+def _fingerprint(ctx: StageContext) -> str:
+    """Trainer code, model settings and the upstream data versions: what decides the trained model."""
+    digest = hashlib.sha256(source_digest(ctx.deliverable.folder).encode())
+    digest.update(ctx.spec.model.model_dump_json().encode())
+    digest.update(json.dumps(ctx.upstream_versions, sort_keys=True).encode())
+    return digest.hexdigest()[:12]
+
+
+def _score(ctx: StageContext, version: str, holdout: pd.DataFrame, label: str) -> dict[str, Any]:
+    """Scores and metrics of a registered version, loaded as it will be served (pyfunc)."""
+    import mlflow
+
+    from platform_assets.handlers.model_training import classification_metrics, positive_scores
+
+    _registry(ctx).activate()
+    uri = f"models:/{ctx.name}/{version}"
+    model = mlflow.pyfunc.load_model(uri)
+    features = holdout.drop(columns=[label])
+    try:
+        scores = positive_scores(model.predict(features))
+    except Exception as exc:  # the champion may expect other features than this holdout has
+        return {"version": version, "error": f"{type(exc).__name__}: {exc}", "metrics": {}}
+    return {"version": version, "scores": scores, "metrics": classification_metrics(holdout[label], scores)}
+
+
+def _plot(ctx: StageContext, version: str, y_true: Any, scored: dict[str, Any], champion: str | None,
+          champion_scored: dict[str, Any] | None) -> str:
+    from platform_assets.handlers.model_training import roc_plot
+
+    curves = {f"challenger v{version}": (y_true, scored["scores"])}
+    if champion_scored and "scores" in champion_scored:
+        curves[f"champion v{champion}"] = (y_true, champion_scored["scores"])
+    with tempfile.TemporaryDirectory() as tmp:
+        drawn = roc_plot(curves, Path(tmp) / ROC_PLOT, f"{ctx.name}: ROC on the holdout")
+        _registry(ctx).client().log_artifact(ctx.build_record(version)["run_id"], str(drawn), "evaluation")
+        return str(ctx.artifacts.put_file(ctx.name, version, drawn))
+
+
+def _metrics_gate(ctx: StageContext, metrics: dict[str, float]) -> GateResult:
+    thresholds = ctx.spec.gates.metrics.thresholds
+    met, unmet = check([parse_expectation(n, t) for n, t in thresholds.items()], metrics)
+    summary = ("; ".join(unmet) or "; ".join(met)) if thresholds else "no thresholds in gates.metrics.thresholds"
+    return GateResult("metrics", not unmet, summary, {"metrics": {k: round(v, 4) for k, v in metrics.items()},
+                                                       "thresholds": {k: str(v) for k, v in thresholds.items()}})
+
+
+def _champion_gate(ctx: StageContext, version: str, champion: str | None, scored: dict[str, Any],
+                   champion_scored: dict[str, Any] | None, plot: str) -> GateResult:
+    gate: ChampionGate = ctx.spec.gates.champion
+    env = ctx.settings.last_environment
+    challenger_metrics = scored["metrics"]
+    champion_metrics = (champion_scored or {}).get("metrics", {})
+    comparison = _comparison_table(version, challenger_metrics, champion, champion_metrics)
+    metadata = {"champion_version": champion, "comparison": comparison, "roc_plot": plot,
+                "challenger_metrics": challenger_metrics, "champion_metrics": champion_metrics}
+    if gate.metric not in challenger_metrics:
+        return GateResult("champion", False, f"gates.champion.metric '{gate.metric}' is not a metric; known: "
+                          f"{', '.join(challenger_metrics)}", metadata)
+    if champion is None:
+        return GateResult("champion", True, f"no champion in {env} yet", metadata)
+    if champion == version:
+        return GateResult("champion", True, f"version {version} is the champion in {env}", metadata)
+    if champion_scored is None or "error" in champion_scored:
+        reason = (champion_scored or {}).get("error", "not scored")
+        return GateResult("champion", False, f"the champion {champion} could not score this holdout ({reason}); "
+                          "compare them by hand and raise gates.champion.tolerance if the change is intended",
+                          metadata)
+    new, old = challenger_metrics[gate.metric], champion_metrics[gate.metric]
+    margin = (new - old) if gate.higher_is_better else (old - new)
+    passed = margin >= -gate.tolerance
+    verdict = "within" if passed else "worse than"
+    summary = (f"{gate.metric} {new:.4f} (v{version}) vs {old:.4f} (champion v{champion} in {env}): "
+               f"{verdict} the tolerance {gate.tolerance:g}")
+    return GateResult("champion", passed, summary, {**metadata, "margin": round(margin, 4)})
+
+
+def _comparison_table(version: str, challenger: dict[str, float], champion: str | None,
+                      champion_metrics: dict[str, float]) -> str:
+    header = f"| metric | challenger v{version} | champion {('v' + champion) if champion else '(none)'} |"
+    rows = [f"| {name} | {value:.4f} | {champion_metrics.get(name, float('nan')):.4f} |"
+            for name, value in challenger.items()]
+    return "\n".join([header, "|---|---|---|", *rows])
+
+
+def _signature_gate(ctx: StageContext, version: str, record: dict[str, Any], champion: str | None) -> GateResult:
+    """The model carries a signature whose inputs are the features it was trained on, by name and type."""
+    from mlflow.models import get_model_info
+
+    _registry(ctx).activate()
+    signature = get_model_info(f"models:/{ctx.name}/{version}").signature
+    if signature is None or signature.inputs is None:
+        return GateResult("signature", False, "the model was logged without a signature")
+    inputs = _signature_inputs(signature)
+    problems = [f"feature {name} missing from the signature" for name in record["features"] if name not in inputs]
+    problems += [f"signature input {name} is not a feature" for name in inputs if name not in record["features"]]
+    breaking: list[str] = []
+    if champion and champion != version:
+        old = _signature_inputs(get_model_info(f"models:/{ctx.name}/{champion}").signature)
+        breaking = [f"input {n} removed" for n in old if n not in inputs]
+        breaking += [f"input {n} retyped {old[n]} -> {inputs[n]}" for n in old if n in inputs and old[n] != inputs[n]]
+        breaking += [f"input {n} added (callers must send it)" for n in inputs if n not in old]
+    allow = ctx.spec.gates.signature.allow_breaking
+    passed = not problems and (not breaking or allow)
+    summary = "; ".join(problems + breaking) or f"{len(inputs)} inputs match the features"
+    if breaking and not problems:
+        summary += " (allowed by the spec)" if allow else "; set gates.signature.allow_breaking to ship it"
+    return GateResult("signature", passed, summary, {"inputs": inputs, "breaking_changes": breaking})
+
+
+def _signature_inputs(signature: Any) -> dict[str, str]:
+    if signature is None or signature.inputs is None:
+        return {}
+    return {spec.name: str(spec.type) for spec in signature.inputs.inputs}

@@ -1,0 +1,111 @@
+"""Plain functions the model kind trains and scores with (pandas, scikit-learn, matplotlib).
+
+Imported only by the model handler's stage functions, never while loading definitions.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from collections.abc import Callable
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from platform_assets.handlers.base import BuildFailed
+
+Trainer = Callable[[pd.DataFrame, pd.Series, dict[str, Any]], Any]
+
+
+def normalise(frame: pd.DataFrame) -> pd.DataFrame:
+    """Warehouse rows as model inputs: decimals and integers as float64 (nullable), booleans as bool.
+
+    The signature is inferred from these types, and a served model accepts exactly them, so they
+    must not depend on which warehouse driver produced the rows.
+    """
+    out = frame.copy()
+    for column in out.columns:
+        series = out[column]
+        sample = series.dropna()
+        first = sample.iloc[0] if len(sample) else None
+        if isinstance(first, Decimal) or pd.api.types.is_integer_dtype(series):
+            out[column] = pd.to_numeric(series, errors="coerce").astype("float64")
+        elif isinstance(first, bool | np.bool_):
+            out[column] = series.astype(bool)
+    return out
+
+
+def split_features(
+    frame: pd.DataFrame, label: str, exclude: list[str], test_fraction: float, random_state: int
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.Series, pd.Series]:
+    """A stratified, seeded split: the same data and settings give the same split, hence the same model."""
+    from sklearn.model_selection import train_test_split
+
+    features = frame.drop(columns=[label, *exclude])
+    target = frame[label].astype(int)
+    return train_test_split(features, target, test_size=test_fraction, random_state=random_state, stratify=target)
+
+
+def load_trainer(spec_path: Path, reference: str) -> Trainer:
+    """`train.py:train` beside the spec; errors name the spec field."""
+    filename, _, function = reference.partition(":")
+    source = spec_path.parent / filename
+    if not source.is_file():
+        raise BuildFailed(f"{spec_path}: field 'model.trainer': {source} does not exist")
+    module_name = f"_platform_trainer_{abs(hash(source))}"
+    spec = importlib.util.spec_from_file_location(module_name, source)
+    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+    sys.modules[module_name] = module
+    try:
+        spec.loader.exec_module(module)  # type: ignore[union-attr]
+    except Exception as exc:
+        raise BuildFailed(f"{spec_path}: field 'model.trainer': importing {source} failed: {exc!r}") from exc
+    trainer = getattr(module, function, None)
+    if not callable(trainer):
+        raise BuildFailed(f"{spec_path}: field 'model.trainer': {source} has no function '{function}'")
+    return trainer
+
+
+def positive_scores(output: Any) -> np.ndarray:
+    """Scores of the positive class from predict_proba output (n rows, 2 columns) or a score column (n)."""
+    array = np.asarray(output.values if hasattr(output, "values") else output, dtype=float)
+    return array[:, -1] if array.ndim == 2 else array
+
+
+def classification_metrics(y_true: pd.Series, scores: np.ndarray) -> dict[str, float]:
+    from sklearn import metrics
+
+    predicted = (scores >= 0.5).astype(int)
+    return {
+        "roc_auc": float(metrics.roc_auc_score(y_true, scores)),
+        "average_precision": float(metrics.average_precision_score(y_true, scores)),
+        "accuracy": float(metrics.accuracy_score(y_true, predicted)),
+        "precision": float(metrics.precision_score(y_true, predicted, zero_division=0)),
+        "recall": float(metrics.recall_score(y_true, predicted, zero_division=0)),
+        "f1": float(metrics.f1_score(y_true, predicted, zero_division=0)),
+        "log_loss": float(metrics.log_loss(y_true, np.clip(scores, 1e-7, 1 - 1e-7))),
+    }
+
+
+def roc_plot(curves: dict[str, tuple[pd.Series, np.ndarray]], path: Path, title: str) -> Path:
+    """ROC curves of the challenger and the champion on the same holdout, as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from sklearn.metrics import roc_auc_score, roc_curve
+
+    figure, axes = plt.subplots(figsize=(4.5, 4), dpi=80)
+    for label, (y_true, scores) in curves.items():
+        fpr, tpr, _ = roc_curve(y_true, scores)
+        axes.plot(fpr, tpr, label=f"{label} (AUC {roc_auc_score(y_true, scores):.3f})")
+    axes.plot([0, 1], [0, 1], linestyle=":", color="grey")
+    axes.set(xlabel="false positive rate", ylabel="true positive rate", title=title)
+    axes.legend(loc="lower right", fontsize="small")
+    figure.tight_layout()
+    figure.savefig(path, format="png")
+    plt.close(figure)
+    return path

@@ -1,0 +1,218 @@
+"""Models through the pipeline: real training, a real MLflow store (SQLite + local artifacts) and real
+model server processes.
+
+customer-features is delivered through prod once per module; every test starts from a copy of that
+DAGSTER_HOME (its event log, warehouse file and artifacts), so it gets a fresh MLflow store of its
+own and may change the model's spec the way an ML engineer would."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import dagster as dg
+import httpx
+import pytest
+import yaml
+
+from platform_assets.catalog import load_catalog
+from platform_assets.definitions import build_definitions
+from platform_assets.model_token import model_token
+from platform_assets.settings import PROJECT_ROOT, load_settings
+from resources.mlflow_registry import MlflowRegistry
+from tests.conftest import Platform, copy_deliverable, materialize_with_cli, status_json, stop_all
+
+MODEL = "churn-model"
+DATASET = "customer-features"
+SERVICE = "recommendations-api"
+THROUGH_PROD = [f"{MODEL}/build", f"{MODEL}/evaluate", f"{MODEL}/staging", f"{MODEL}/prod"]
+WEAK = {"max_iter": 1, "max_depth": 1, "learning_rate": 0.01}
+
+
+@pytest.fixture(scope="module")
+def features_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A DAGSTER_HOME where customer-features is published in staging and prod."""
+    root = tmp_path_factory.mktemp("features")
+    with pytest.MonkeyPatch.context() as patch:
+        platform = _platform(root, patch)
+        result = platform.materialize(*(f"{DATASET}/{stage}" for stage in ("build", "evaluate", "staging", "prod")))
+        assert result.success, [e for e in result.all_events if e.is_failure]
+        platform.instance.dispose()
+    yield root
+
+
+@pytest.fixture
+def models(features_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Platform]:
+    shutil.copytree(features_home, tmp_path, dirs_exist_ok=True)
+    platform = _platform(tmp_path, monkeypatch)
+    yield platform
+    stop_all(platform.settings)
+    platform.instance.dispose()
+
+
+def _platform(root: Path, patch: pytest.MonkeyPatch) -> Platform:
+    home, catalog = root / "dagster_home", root / "catalog"
+    home.mkdir(exist_ok=True)
+    shutil.copy(PROJECT_ROOT / "deploy" / "dagster.local.yaml", home / "dagster.yaml")
+    for name in (DATASET, MODEL):
+        copy_deliverable(name, catalog)
+    copy_deliverable(SERVICE, catalog)
+    dbt = root / "dbt_project"
+    if not dbt.exists():
+        shutil.copytree(PROJECT_ROOT / "dbt_project", dbt, ignore=shutil.ignore_patterns("logs", "*.duckdb"))
+    for name, value in {"DAGSTER_HOME": home, "PLATFORM_CATALOG_DIR": catalog, "PLATFORM_DBT_PROJECT_DIR": dbt}.items():
+        patch.setenv(name, str(value))
+    patch.delenv("PLATFORM_STATE_DIR", raising=False)
+    patch.delenv("PLATFORM_MODEL_TOKEN", raising=False)
+    settings = load_settings()
+    return Platform(home, catalog, settings, dg.DagsterInstance.get())
+
+
+def registry() -> MlflowRegistry:
+    return MlflowRegistry()
+
+
+def set_model_spec(platform: Platform, **changes: object) -> None:
+    path = platform.catalog / MODEL / "deliverable.yaml"
+    spec = yaml.safe_load(path.read_text())
+    spec["model"].update(changes)
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+
+
+def check(result: dg.ExecuteInProcessResult, name: str) -> dg.AssetCheckEvaluation:
+    return next(e for e in result.get_asset_check_evaluations() if e.check_name == name)
+
+
+def example(platform: Platform, version: str) -> dict:
+    record = platform.latest(f"{MODEL}/build")
+    assert record["version"] == version
+    build = (platform.home / "platform" / "artifacts" / MODEL / version / "build.json").read_text()
+    return {"dataframe_records": yaml.safe_load(build)["input_example"]}
+
+
+def health(platform: Platform, env: str) -> dict:
+    return httpx.get(platform.current(MODEL, env)["health_url"], timeout=10).json()
+
+
+def test_cli_through_prod_registers_the_prod_alias_and_serves_with_a_token(models: Platform) -> None:
+    materialize_with_cli(THROUGH_PROD)
+
+    version = models.latest(f"{MODEL}/build")["version"]
+    assert registry().alias_version(MODEL, "prod") == registry().alias_version(MODEL, "staging") == version
+    prod = models.current(MODEL, "prod")
+    body = example(models, version)
+    token = model_token(models.settings)
+    answer = httpx.post(prod["url"] + "/predict", json=body, headers={"Authorization": f"Bearer {token}"})
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["version"] == version
+    assert all(0 <= row[1] <= 1 for row in answer.json()["predictions"])
+    assert httpx.post(prod["url"] + "/predict", json=body).status_code == 401
+    assert httpx.post(prod["url"] + "/predict", json=body,
+                      headers={"Authorization": "Bearer wrong"}).status_code == 401
+    assert health(models, "prod")["model_uri"] == "models:/churn-model@prod"
+    row = next(r for r in status_json() if r["name"] == MODEL)
+    assert row["versions"] == {"staging": version, "prod": version} and row["endpoint"] == prod["url"]
+
+
+def test_mlflow_run_records_the_dataset_version_and_the_ui_shows_metrics_and_plot(models: Platform) -> None:
+    result = models.materialize(f"{MODEL}/build", f"{MODEL}/evaluate")
+    assert result.success
+
+    dataset_version = models.latest(f"{DATASET}/prod")["version"]
+    build = models.latest(f"{MODEL}/build")
+    client = registry().client()
+    run = client.get_run(build["mlflow_run_id"])
+    assert run.data.tags[f"platform.dataset.{DATASET}"] == dataset_version
+    assert run.data.tags["dagster_run_id"] == result.run_id
+    assert [d.dataset.name for d in run.inputs.dataset_inputs] == [f"{DATASET}@{dataset_version}"]
+    assert run.data.params["max_iter"] == "200" and run.data.metrics["roc_auc"] > 0.7
+    assert f"audit__customer_features__{dataset_version}" in build["trained_on"]
+    version = client.get_model_version(MODEL, build["version"])
+    assert version.tags[f"platform.dataset.{DATASET}"] == dataset_version
+    assert [a.path for a in client.list_artifacts(run.info.run_id, "evaluation")] == ["evaluation/roc.png"]
+    evaluated = models.latest(f"{MODEL}/evaluate")
+    assert evaluated["roc_curve"].startswith("![ROC curve](data:image/png;base64,")
+    assert "| roc_auc |" in evaluated["metrics"]
+    assert {c.check_name: c.passed for c in result.get_asset_check_evaluations()} == {
+        "metrics": True, "champion": True, "signature": True}
+
+
+def test_weaker_challenger_fails_the_champion_gate_and_the_prod_alias_stays(models: Platform) -> None:
+    assert models.materialize(*THROUGH_PROD).success
+    champion = models.latest(f"{MODEL}/prod")["version"]
+
+    set_model_spec(models, params=WEAK)
+    result = models.materialize(f"{MODEL}/build", f"{MODEL}/evaluate", f"{MODEL}/staging")
+
+    challenger = models.latest(f"{MODEL}/build")["version"]
+    assert challenger != champion
+    gate = check(result, "champion")
+    assert not gate.passed
+    assert f"champion v{champion} in prod" in gate.description and "worse than the tolerance" in gate.description
+    assert check(result, "metrics").passed, "the weak model still clears the absolute threshold"
+    assert not result.success, "the staging deploy is refused"
+    assert registry().alias_version(MODEL, "prod") == registry().alias_version(MODEL, "staging") == champion
+    assert health(models, "prod")["version"] == health(models, "staging")["version"] == champion
+
+
+def test_a_version_that_fails_to_load_moves_the_alias_back(models: Platform) -> None:
+    assert models.materialize(f"{MODEL}/build", f"{MODEL}/evaluate", f"{MODEL}/staging").success
+    serving = models.latest(f"{MODEL}/staging")["version"]
+    set_model_spec(models, random_state=7)
+    assert models.materialize(f"{MODEL}/build", f"{MODEL}/evaluate").success
+    broken = models.latest(f"{MODEL}/build")["version"]
+    client = registry().client()
+    model_dir = Path(client.get_model_version_download_uri(MODEL, broken).removeprefix("file://"))
+    (model_dir / "model.skops").write_bytes(b"not a model")
+
+    result = models.materialize(f"{MODEL}/staging")
+
+    assert not result.success
+    assert registry().alias_version(MODEL, "staging") == serving
+    assert health(models, "staging")["version"] == serving
+    failure = result.failure_data_for_node("churn_model__staging").error.message
+    assert f"alias 'staging' moved back to version {serving}" in failure
+
+
+def test_service_calls_the_model_of_its_environment_and_lineage_runs_through(models: Platform) -> None:
+    assert models.materialize(*THROUGH_PROD).success
+    version = models.latest(f"{MODEL}/prod")["version"]
+
+    result = models.materialize(f"{SERVICE}/build", f"{SERVICE}/evaluate", f"{SERVICE}/staging")
+
+    assert result.success
+    assert models.latest(f"{SERVICE}/build")["tests_passed"] == 8, "the contract test ran against staging"
+    service = models.current(SERVICE, "staging")
+    profile = {"customer_id": "c-1", "features": example(models, version)["dataframe_records"][0]}
+    answer = httpx.post(service["url"] + "/churn-risk", json=profile, timeout=30)
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["model_version"] == version
+    graph = build_definitions(models.settings).resolve_asset_graph()
+    key = dg.AssetKey.from_user_string
+    assert key(f"{DATASET}/prod") in graph.get(key(f"{MODEL}/build")).parent_keys
+    assert key(f"{MODEL}/prod") in graph.get(key(f"{SERVICE}/build")).parent_keys
+
+
+def test_malformed_threshold_names_the_file_and_field(tmp_path: Path) -> None:
+    copy_deliverable(MODEL, tmp_path)
+    path = tmp_path / MODEL / "deliverable.yaml"
+    spec = yaml.safe_load(path.read_text())
+    spec["gates"]["metrics"]["thresholds"]["roc_auc"] = "about 0.7"
+    path.write_text(yaml.safe_dump(spec))
+
+    catalog = load_catalog(tmp_path, load_settings())
+
+    [error] = [e for e in catalog.errors if e.file == path]
+    assert "gates.metrics.thresholds" in str(error) and "'about 0.7'" in str(error)
+
+
+def test_model_imports_nothing_heavy_at_load() -> None:
+    """mlflow and scikit-learn are imported inside the stage functions only."""
+    import subprocess
+    import sys
+
+    code = ("import sys, platform_assets.handlers.model, platform_assets.model_token; "
+            "print(sorted(m for m in ('mlflow', 'sklearn', 'pandas', 'matplotlib') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=PROJECT_ROOT, check=True)
+    assert out.stdout.strip() == "[]"
