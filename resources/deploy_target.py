@@ -1,13 +1,21 @@
-"""What every deploy target offers the handlers, and the helpers they share."""
+"""What deploy targets offer the handlers, and the helpers they share.
+
+Two families: process targets (`LocalProcessTarget`) run a `ProcessLaunch` on this machine;
+manifest targets (`ManifestTarget`: Kubernetes, GitOps) run a `Workload`, one immutable image per
+version, rendered to Kubernetes manifests by one function per workload kind.
+"""
 
 from __future__ import annotations
 
 import socket
 import urllib.error
 import urllib.request
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
+
+from platform_assets.settings import ComputeProfile
 
 
 class DeployFailed(Exception):
@@ -29,6 +37,32 @@ class ProcessLaunch:
     workdir: Path
     env: dict[str, str] = field(default_factory=dict)
     startup_timeout_s: float = 30.0
+
+
+@dataclass(frozen=True)
+class Workload:
+    """One version of a deliverable as a container workload, independent of where it runs.
+
+    `kind` picks the renderer (resources/k8s_manifests.py `RENDERERS`): `service`; a model kind
+    adds `model-server`, with its model URI or alias in `options`. `image` defaults to
+    `<registry>/<deliverable>:<version>`, an immutable tag, so promotion ships the same image.
+    """
+
+    deliverable: str
+    kind: str
+    version: str
+    team: str
+    port: int
+    health_path: str
+    command: list[str]
+    profile_name: str
+    profile: ComputeProfile
+    env: Mapping[str, str] = field(default_factory=dict)
+    image: str | None = None
+    min_replicas: int = 2
+    max_replicas: int = 4
+    cpu_utilization: int = 70
+    options: Mapping[str, Any] = field(default_factory=dict)
 
 
 class DeployTarget(Protocol):

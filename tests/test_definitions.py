@@ -17,7 +17,7 @@ from platform_assets.factory import CATALOG_CHECK, CATALOG_KEY
 from tests.conftest import PROJECT_ROOT, Platform
 
 HEAVY = ["mlflow", "dbt", "dagster_dbt", "duckdb", "kubernetes", "sklearn", "papermill", "boto3", "pandas",
-         "fastapi", "uvicorn"]
+         "fastapi", "uvicorn", "dagster_k8s", "dagster_aws", "dagster_postgres", "botocore"]
 
 
 def add_spec(platform: Platform, folder: str, content: dict | str) -> Path:
@@ -165,7 +165,7 @@ def test_dagster_cli_loads_the_code_location() -> None:
 def test_execution_mode_picks_the_executor(platform: Platform, monkeypatch: pytest.MonkeyPatch) -> None:
     defs = build_definitions(platform.settings)
     assert defs.resolve_implicit_global_asset_job_def().executor_def.name == "multiprocess"
-    monkeypatch.setenv("PLATFORM_EXECUTION_MODE", "kubernetes")
+    monkeypatch.setenv("PLATFORM_EXECUTION_MODE", "lambda")
     completed = subprocess.run([sys.executable, "-c", "import platform_assets.definitions"],
                                capture_output=True, text=True)
-    assert "PLATFORM_EXECUTION_MODE: 'kubernetes' is not a mode; valid: local" in completed.stderr
+    assert "PLATFORM_EXECUTION_MODE: 'lambda' is not a mode; valid: local, kubernetes" in completed.stderr

@@ -19,7 +19,7 @@ from platform_assets.specs import Deliverable, DeliverableSpec
 if TYPE_CHECKING:
     from dagster import AssetKey, AssetsDefinition
 
-    from resources.artifact_store import LocalArtifactStore
+    from resources.artifact_store import ArtifactStore
     from resources.deploy_target import DeployTarget
 
 
@@ -50,7 +50,7 @@ class Deployed:
 class StageContext:
     deliverable: Deliverable
     settings: PlatformSettings
-    artifacts: LocalArtifactStore
+    artifacts: ArtifactStore
     log: logging.Logger
     deployed: Callable[[str], Deployed | None]
     resources: Any = None

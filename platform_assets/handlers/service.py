@@ -2,7 +2,8 @@
 
 build: run the service's tests, build its wheel, export the contract; version = source digest.
 evaluate: gates `tests` and `api_compatibility` (against the contract running in the last env).
-deploy: install the wheel into an isolated environment and run it with uvicorn on the target.
+deploy: on a process target, install the wheel into an isolated environment and run it with
+uvicorn; on a manifest target (Kubernetes, GitOps), run the version's image as a `service` workload.
 """
 
 from __future__ import annotations
@@ -25,10 +26,12 @@ from platform_assets.handlers.python_project import (
 )
 from platform_assets.openapi_compat import compare_contracts
 from platform_assets.specs import DeliverableSpec, StrictModel
-from resources.deploy_target import DeployFailed, DeployTarget, ProcessLaunch, probe
+from resources.deploy_target import DeployFailed, DeployTarget, ProcessLaunch, Workload, probe
+from resources.manifest_target import ManifestTarget
 
 CONTRACT = "openapi.json"
 TEST_REPORT = "tests.json"
+CONTAINER_PORT = 8080  # deploy/service.Dockerfile exposes it
 
 
 class TestsGate(StrictModel):
@@ -154,6 +157,8 @@ class ServiceHandler(KindHandler):
     def deploy(
         self, ctx: StageContext, version: str, record: dict[str, Any], target: DeployTarget
     ) -> dict[str, Any]:
+        if isinstance(target, ManifestTarget):
+            return target.deploy_workload(self.workload(ctx, version))
         settings: ServiceSettings = ctx.spec.service
         wheel = ctx.artifacts.path(ctx.name, version, record["wheel"])
         workspace = target.workspace(ctx.name, version)
@@ -172,7 +177,28 @@ class ServiceHandler(KindHandler):
         )
         return target.deploy(launch)
 
+    def workload(self, ctx: StageContext, version: str) -> Workload:
+        """The version's image (built by CI from deploy/service.Dockerfile) as a web service, sized
+        by the deliverable's compute profile."""
+        settings: ServiceSettings = ctx.spec.service
+        profile = ctx.spec.compute or ctx.settings.default_compute
+        return Workload(
+            deliverable=ctx.name,
+            kind="service",
+            version=version,
+            team=ctx.spec.owner,
+            port=CONTAINER_PORT,
+            health_path=settings.health_path,
+            command=["python", "-m", "uvicorn", settings.app, "--host", "0.0.0.0", "--port", str(CONTAINER_PORT)],
+            profile_name=profile,
+            profile=ctx.settings.profile(profile),
+            env=dict(settings.env),
+        )
+
     def verify(self, ctx: StageContext, deployment: dict[str, Any], target: DeployTarget) -> GateResult:
+        if isinstance(target, ManifestTarget):
+            healthy, detail = target.verify(deployment)
+            return GateResult("healthy", healthy, detail, {"namespace": deployment["namespace"]})
         healthy, detail = probe(deployment["health_url"])
         return GateResult("healthy", healthy, detail, {"health_url": deployment["health_url"]})
 

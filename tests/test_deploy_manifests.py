@@ -1,0 +1,187 @@
+"""Everything under deploy/ and everything the deploy targets render, checked without a cluster:
+Kubernetes manifests against the schema of a pinned version (tests/k8s_schema.py) and the
+"restricted" Pod Security profile; dagster.yaml against Dagster's instance schema; the Helm
+values, the Dockerfiles and the production platform.yaml against what the platform relies on."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from platform_assets.settings import PROJECT_ROOT, load_settings
+from resources.deploy_target import Workload
+from resources.k8s_manifests import RENDERERS, RenderContext, render
+from tests.k8s_schema import assert_valid_and_restricted, manifests_in, restricted_violations
+
+DEPLOY = PROJECT_ROOT / "deploy"
+NOT_MANIFESTS = {DEPLOY / "dagster.yaml", DEPLOY / "dagster.local.yaml", DEPLOY / "platform.kubernetes.yaml",
+                 DEPLOY / "helm" / "values.yaml"}
+PRODUCTION = DEPLOY / "platform.kubernetes.yaml"
+
+
+def manifest_files() -> list[Path]:
+    return sorted(p for p in DEPLOY.rglob("*.yaml") if p not in NOT_MANIFESTS)
+
+
+@pytest.mark.parametrize("path", manifest_files(), ids=lambda p: str(p.relative_to(DEPLOY)))
+def test_every_manifest_under_deploy_is_valid(path: Path) -> None:
+    for manifest in manifests_in(path):
+        assert_valid_and_restricted(manifest)
+
+
+def test_base_manifests_cover_namespaces_quotas_priority_and_default_deny() -> None:
+    manifests = [m for path in manifest_files() for m in manifests_in(path)]
+    kinds = {(m["kind"], m["metadata"]["name"]) for m in manifests}
+    settings = load_settings(PRODUCTION)
+    for env in settings.environments:
+        namespace = env.namespace_for("recs-team")
+        assert ("Namespace", namespace) in kinds
+        in_namespace = {m["kind"] for m in manifests if m["metadata"].get("namespace") == namespace}
+        assert {"ResourceQuota", "LimitRange", "NetworkPolicy", "RoleBinding"} <= in_namespace
+    quotas = [m for m in manifests if m["kind"] == "ResourceQuota"]
+    assert all("requests.nvidia.com/gpu" in q["spec"]["hard"] for q in quotas)
+    assert ("PriorityClass", settings.profile("gpu-1").priority_class) in kinds
+    deny = [m for m in manifests if m["kind"] == "NetworkPolicy" and m["metadata"]["name"] == "default-deny"]
+    assert deny and all(m["spec"]["podSelector"] == {} and "Ingress" in m["spec"]["policyTypes"] for m in deny)
+    namespaces = [m for m in manifests if m["kind"] == "Namespace"]
+    assert all(n["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted" for n in namespaces)
+
+
+def test_kustomizations_list_exactly_their_folder() -> None:
+    for kustomization in DEPLOY.rglob("kustomization.yaml"):
+        listed = yaml.safe_load(kustomization.read_text())["resources"]
+        present = {p.name for p in kustomization.parent.glob("*.yaml")} - {"kustomization.yaml"}
+        assert sorted(listed) == sorted(present), kustomization
+
+
+def service_workload(profile: str) -> Workload:
+    settings = load_settings(PRODUCTION)
+    return Workload(deliverable="recommendations-api", kind="service", version="3f2a9c1b7d4e", team="recs-team",
+                    port=8080, health_path="/health", profile_name=profile, profile=settings.profile(profile),
+                    command=["python", "-m", "uvicorn", "recommendations_api.app:app"], env={"LOG_LEVEL": "info"})
+
+
+CTX = RenderContext(environment="staging", namespace="recs-team-staging",
+                    image="registry.example.com/delivery/recommendations-api:3f2a9c1b7d4e")
+
+
+@pytest.mark.parametrize("profile", ["cpu-small", "gpu-1"])
+def test_rendered_service_manifests_are_valid_restricted_and_probed(profile: str) -> None:
+    manifests = render(service_workload(profile), CTX)
+
+    assert [m["kind"] for m in manifests] == ["Deployment", "Service", "HorizontalPodAutoscaler", "NetworkPolicy"]
+    for manifest in manifests:
+        assert_valid_and_restricted(manifest)
+    deployment = manifests[0]
+    pod = deployment["spec"]["template"]["spec"]
+    [container] = pod["containers"]
+    assert container["image"].endswith(":3f2a9c1b7d4e"), "the version is the immutable image tag"
+    assert {"requests", "limits"} <= set(container["resources"])
+    assert all(container[probe]["httpGet"]["path"] == "/health"
+               for probe in ("startupProbe", "readinessProbe", "livenessProbe"))
+    assert deployment["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
+    gpu = profile.startswith("gpu")
+    assert ("nvidia.com/gpu" in container["resources"]["limits"]) is gpu
+    assert ("nodeSelector" in pod, "tolerations" in pod, "priorityClassName" in pod) == (gpu, gpu, gpu)
+
+
+def test_an_unknown_workload_kind_names_the_registry() -> None:
+    workload = service_workload("cpu-small")
+    with pytest.raises(ValueError, match=r"no Kubernetes renderer for workload kind 'batch'.*RENDERERS"):
+        render(Workload(**{**workload.__dict__, "kind": "batch"}), CTX)
+    assert "service" in RENDERERS
+
+
+def test_restricted_checker_catches_what_it_must() -> None:
+    bad = {"hostNetwork": True, "volumes": [{"name": "h", "hostPath": {"path": "/"}}],
+           "containers": [{"name": "c", "securityContext": {"privileged": True, "capabilities": {"add": ["SYS_ADMIN"]}},
+                           "ports": [{"containerPort": 80, "hostPort": 80}]}]}
+    problems = " | ".join(restricted_violations(bad))
+    for expected in ("hostNetwork", "hostPath", "privileged", "allowPrivilegeEscalation", "runAsNonRoot",
+                     "seccompProfile", "drop ALL", "SYS_ADMIN", "hostPort"):
+        assert expected in problems, expected
+
+
+def test_production_dagster_yaml_is_a_valid_instance_config(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from dagster._config import validate_config
+    from dagster._core.instance.config import dagster_instance_config
+    from dagster_aws.s3.compute_log_manager import S3ComputeLogManager
+    from dagster_k8s import K8sRunLauncher
+
+    for name in ("DAGSTER_PG_HOST", "DAGSTER_PG_DB", "DAGSTER_PG_USER", "DAGSTER_PG_PASSWORD",
+                 "DAGSTER_COMPUTE_LOG_BUCKET"):
+        monkeypatch.setenv(name, "x")
+    monkeypatch.setenv("DAGSTER_PG_PORT", "5432")
+    (tmp_path / "dagster.yaml").write_text((DEPLOY / "dagster.yaml").read_text())
+    config, _ = dagster_instance_config(str(tmp_path))
+    assert set(config["storage"]) == {"postgres"}
+    assert config["run_monitoring"]["enabled"] is True
+    assert config["concurrency"]["runs"]["max_concurrent_runs"] > 0
+    for section, klass in (("run_launcher", K8sRunLauncher), ("compute_logs", S3ComputeLogManager)):
+        assert validate_config(klass.config_type(), config[section]["config"]).success, section
+    raw = yaml.safe_load((DEPLOY / "dagster.yaml").read_text())
+    assert raw["storage"]["postgres"]["postgres_db"]["password"] == {"env": "DAGSTER_PG_PASSWORD"}
+
+
+def test_helm_values_serve_the_code_location_with_k8s_launcher_postgres_and_pools() -> None:
+    values = yaml.safe_load((DEPLOY / "helm" / "values.yaml").read_text())
+    settings = load_settings(PRODUCTION)
+    [location] = values["dagster-user-deployments"]["deployments"]
+    assert location["dagsterApiGrpcArgs"] == ["-m", "platform_assets.definitions"]
+    assert {"name": "PLATFORM_EXECUTION_MODE", "value": "kubernetes"} in location["env"]
+    assert location["includeConfigInLaunchedRuns"]["enabled"] is True
+    secrets = settings.execution.kubernetes.env_secrets
+    assert [s["name"] for s in location["envSecrets"]] == secrets
+    launcher = values["runLauncher"]
+    assert launcher["type"] == "K8sRunLauncher"
+    assert launcher["config"]["k8sRunLauncher"]["jobNamespace"] == settings.execution.kubernetes.job_namespace
+    assert values["postgresql"]["enabled"] is False and values["generatePostgresqlPasswordSecret"] is False
+    assert "postgresqlPassword" not in values["postgresql"], "the password comes from a Kubernetes secret"
+    assert values["dagsterDaemon"]["runMonitoring"]["enabled"] is True
+    assert values["concurrency"]["pools"]["defaultLimit"] >= 1
+    assert "gpu" in (DEPLOY / "helm" / "values.yaml").read_text()
+    for component in (values["dagsterWebserver"], values["dagsterDaemon"], location):
+        pod = {"securityContext": component["podSecurityContext"],
+               "containers": [{"name": "main", "securityContext": component["securityContext"]}]}
+        assert restricted_violations(pod) == []
+
+
+def test_code_location_dockerfile_layers_user_and_secrets() -> None:
+    text = (DEPLOY / "Dockerfile").read_text()
+    lines = [line.strip() for line in text.splitlines() if line.strip() and not line.strip().startswith("#")]
+    install_deps = next(i for i, line in enumerate(lines) if line.startswith("COPY pyproject.toml"))
+    copy_code = next(i for i, line in enumerate(lines) if line.startswith("COPY platform_assets"))
+    assert install_deps < copy_code, "dependencies are their own layer, before the code"
+    users = [line for line in lines if line.startswith("USER ")]
+    assert users and re.fullmatch(r"USER [1-9][0-9]*(:[1-9][0-9]*)?", users[-1]), "a numeric non-root user"
+    assert str(load_settings(PRODUCTION).execution.kubernetes.run_as_user) in users[-1]
+    assert not re.search(r"^(ENV|ARG)\s+\S*(PASSWORD|SECRET|TOKEN|ACCESS_KEY)", text, re.MULTILINE | re.IGNORECASE)
+    assert "platform_assets.definitions" in lines[-1]
+    service = (DEPLOY / "service.Dockerfile").read_text()
+    assert re.search(r"^USER [1-9][0-9]*", service, re.MULTILINE)
+
+
+def test_production_platform_yaml_loads() -> None:
+    settings = load_settings(PRODUCTION)
+    assert settings.execution.mode == "kubernetes" and settings.artifacts.type == "s3"
+    assert [e.target for e in settings.environments] == ["kubernetes", "gitops"]
+
+
+@pytest.mark.parametrize(("environment", "message"), [
+    ({"name": "staging", "target": "kubernetes", "registry": "r"}, "environments[staging].namespace"),
+    ({"name": "staging", "target": "gitops", "namespace": "x", "registry": "r"}, "environments[staging].gitops_repo"),
+    ({"name": "staging", "target": "nomad"}, "field 'environments.0.target'"),
+])
+def test_bad_target_settings_name_file_field_and_fix(tmp_path: Path, environment: dict, message: str) -> None:
+    from platform_assets.settings import SettingsError
+
+    raw = yaml.safe_load(PRODUCTION.read_text())
+    raw["environments"] = [environment]
+    config = tmp_path / "platform.yaml"
+    config.write_text(yaml.safe_dump(raw))
+    with pytest.raises(SettingsError, match=re.escape(message)) as error:
+        load_settings(config)
+    assert str(config) in str(error.value)
