@@ -59,6 +59,7 @@ class Workload:
     profile: ComputeProfile
     env: Mapping[str, str] = field(default_factory=dict)
     image: str | None = None
+    startup_timeout_s: float = 60.0
     min_replicas: int = 2
     max_replicas: int = 4
     cpu_utilization: int = 70

@@ -71,8 +71,9 @@ def http_probe(path: str, period_s: int, failures: int) -> dict[str, Any]:
             "failureThreshold": failures}
 
 
-def container(workload: Workload, ctx: RenderContext, startup_s: int = 60) -> dict[str, Any]:
-    """The workload's container: resources from its profile, probes on its health path."""
+def container(workload: Workload, ctx: RenderContext) -> dict[str, Any]:
+    """The workload's container: resources from its profile, probes on its health path (the startup
+    probe allows `startup_timeout_s`)."""
     env = {**workload.env, "PLATFORM_VERSION": workload.version, "PLATFORM_ENVIRONMENT": ctx.environment}
     return {
         "name": workload.kind,
@@ -82,7 +83,7 @@ def container(workload: Workload, ctx: RenderContext, startup_s: int = 60) -> di
         "ports": [{"name": "http", "containerPort": workload.port, "protocol": "TCP"}],
         "env": [{"name": key, "value": value} for key, value in sorted(env.items())],
         "resources": workload.profile.container_resources(),
-        "startupProbe": http_probe(workload.health_path, 2, max(1, startup_s // 2)),
+        "startupProbe": http_probe(workload.health_path, 2, max(1, int(workload.startup_timeout_s) // 2)),
         "readinessProbe": http_probe(workload.health_path, 5, 3),
         "livenessProbe": http_probe(workload.health_path, 10, 3),
         "securityContext": restricted_container_security(),

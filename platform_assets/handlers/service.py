@@ -193,6 +193,7 @@ class ServiceHandler(KindHandler):
             profile_name=profile,
             profile=ctx.settings.profile(profile),
             env=dict(settings.env),
+            startup_timeout_s=settings.startup_timeout_s,
         )
 
     def verify(self, ctx: StageContext, deployment: dict[str, Any], target: DeployTarget) -> GateResult:
