@@ -160,6 +160,7 @@ def test_code_location_dockerfile_layers_user_and_secrets() -> None:
     assert str(load_settings(PRODUCTION).execution.kubernetes.run_as_user) in users[-1]
     assert not re.search(r"^(ENV|ARG)\s+\S*(PASSWORD|SECRET|TOKEN|ACCESS_KEY)", text, re.MULTILINE | re.IGNORECASE)
     assert "platform_assets.definitions" in lines[-1]
+    assert "COPY deploy/platform.kubernetes.yaml ./platform.yaml" in lines, "the image runs the production config"
     service = (DEPLOY / "service.Dockerfile").read_text()
     assert re.search(r"^USER [1-9][0-9]*", service, re.MULTILINE)
 
