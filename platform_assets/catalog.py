@@ -110,19 +110,28 @@ def _load_one(path: Path, settings: PlatformSettings) -> tuple[Deliverable | Non
     return (None, errors) if errors else (Deliverable(spec=spec, path=path), [])
 
 
+def _compute_fields(raw: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """Fields naming a compute profile: `compute`, and `*_compute` at the top or in a kind's section."""
+    found = [(key, value) for key, value in raw.items() if key == "compute" or str(key).endswith("_compute")]
+    for section, values in raw.items():
+        if isinstance(values, Mapping):
+            found += [(f"{section}.{key}", value) for key, value in values.items() if str(key).endswith("_compute")]
+    return [(name, value) for name, value in found if isinstance(value, str)]
+
+
 def _check_against_settings(path: Path, raw: Mapping[str, Any], settings: PlatformSettings) -> list[CatalogError]:
     """Checks that need platform.yaml; run on the raw spec so they are listed with schema errors."""
     errors = []
-    compute = raw.get("compute")
-    if isinstance(compute, str) and compute not in settings.compute_profiles:
-        errors.append(
-            CatalogError(
-                path,
-                "compute",
-                f"unknown compute profile '{compute}'; valid: {', '.join(sorted(settings.compute_profiles))}"
-                f" (defined in {_display(settings.source) if settings.source else 'platform.yaml'})",
+    for name, compute in _compute_fields(raw):
+        if compute not in settings.compute_profiles:
+            errors.append(
+                CatalogError(
+                    path,
+                    name,
+                    f"unknown compute profile '{compute}'; valid: {', '.join(sorted(settings.compute_profiles))}"
+                    f" (defined in {_display(settings.source) if settings.source else 'platform.yaml'})",
+                )
             )
-        )
     promotion = raw.get("promotion")
     for env in promotion if isinstance(promotion, Mapping) else ():
         if env not in settings.environment_names:

@@ -8,16 +8,23 @@ from platform_assets.factory import build_assets
 from platform_assets.resources_config import platform_resources
 from platform_assets.settings import PlatformSettings, load_settings
 
-EXECUTORS = {"local": dg.multiprocess_executor}
+
+def executor(settings: PlatformSettings) -> dg.ExecutorDefinition:
+    """One executor for the whole location, by execution mode: one run has one executor, and the
+    k8s executor needs the K8sRunLauncher, so the mode (not a job) decides."""
+    if settings.execution_mode == "kubernetes":
+        from platform_assets.k8s_executor import kubernetes_executor
+
+        return kubernetes_executor(settings)
+    return dg.multiprocess_executor
 
 
 def build_definitions(settings: PlatformSettings | None = None) -> dg.Definitions:
-    """One executor for the whole location, chosen by execution mode (one run has one executor)."""
     settings = settings or load_settings()
     return dg.Definitions(
         assets=build_assets(settings),
         resources=platform_resources(settings),
-        executor=EXECUTORS[settings.execution_mode],
+        executor=executor(settings),
     )
 
 

@@ -10,6 +10,7 @@ from collections.abc import Callable
 import dagster as dg
 
 from platform_assets.catalog import Catalog, load_catalog
+from platform_assets.compute import ComputeTags, step_compute
 from platform_assets.handlers import HANDLERS, get_handler
 from platform_assets.settings import PlatformSettings, catalog_dir
 from platform_assets.specs import Deliverable
@@ -36,8 +37,11 @@ def group_name(owner: str) -> str:
     return owner.replace("-", "_")
 
 
-def deliverable_assets(deliverable: Deliverable, settings: PlatformSettings) -> list[dg.AssetsDefinition]:
+def deliverable_assets(
+    deliverable: Deliverable, settings: PlatformSettings, compute_tags: ComputeTags | None = None
+) -> list[dg.AssetsDefinition]:
     spec = deliverable.spec
+    compute_tags = compute_tags or ComputeTags(settings)
     handler = get_handler(spec.kind)
     name = spec.name
     shared = {
@@ -46,7 +50,6 @@ def deliverable_assets(deliverable: Deliverable, settings: PlatformSettings) -> 
         "kinds": {spec.kind, handler.technology},
         "metadata": {"spec": dg.MetadataValue.path(str(deliverable.path))},
     }
-    compute = spec.compute or settings.default_compute
     needs = {"artifact_store", *handler.resources}
 
     def stage(
@@ -57,17 +60,20 @@ def deliverable_assets(deliverable: Deliverable, settings: PlatformSettings) -> 
         body: StageBody,
         description: str,
         resources: set[str],
-        op_tags: dict[str, str] | None = None,
     ) -> dg.AssetsDefinition:
+        compute = step_compute(spec, stage_name, settings)
+        # A kind's own pool (e.g. duckdb's single writer) is a correctness limit and wins over capacity.
+        pool = handler.pool or settings.profile(compute).pool
+
         @dg.asset(
             key=key,
             deps=deps,
             check_specs=checks,
             description=description,
             tags={"deliverable": name, "stage": stage_name},
-            op_tags={"platform/compute": compute, **(op_tags or {})},
+            op_tags=compute_tags(compute),
             required_resource_keys=resources,
-            pool=handler.pool,
+            pool=pool,
             **shared,
         )
         def _stage(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
@@ -169,6 +175,7 @@ def build_assets(settings: PlatformSettings, catalog: Catalog | None = None) -> 
         assets.extend(kind_assets)
         problems.extend(f"kind '{kind}': {problem}" for problem in kind_problems)
     assets.append(catalog_asset(settings, catalog, problems))
+    compute_tags = ComputeTags(settings)
     for deliverable in catalog:
-        assets.extend(deliverable_assets(deliverable, settings))
+        assets.extend(deliverable_assets(deliverable, settings, compute_tags))
     return assets

@@ -19,9 +19,11 @@ from fastapi import Depends, FastAPI, HTTPException, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
 
+from platform_assets.model_token import SERVER_TOKEN_ENV
+
 MODEL_NAME_ENV = "MODEL_NAME"
 MODEL_ALIAS_ENV = "MODEL_ALIAS"
-TOKEN_ENV = "PLATFORM_MODEL_TOKEN"
+TOKEN_ENV = SERVER_TOKEN_ENV
 
 
 @dataclass

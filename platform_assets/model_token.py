@@ -14,6 +14,7 @@ from pathlib import Path
 from platform_assets.settings import PlatformSettings, state_dir
 
 TOKEN_FILE = Path("secrets") / "model-token"
+SERVER_TOKEN_ENV = "PLATFORM_MODEL_TOKEN"  # where a model server process reads its token
 
 
 def token_file() -> Path:

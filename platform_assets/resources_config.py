@@ -6,11 +6,14 @@ from typing import Any
 
 import dagster as dg
 
-from platform_assets.settings import PlatformSettings
+from platform_assets.settings import Environment, PlatformSettings
 from platform_assets.stages import target_resource_key
-from resources.artifact_store import LocalArtifactStore
+from resources.artifact_store import ArtifactStore, LocalArtifactStore
+from resources.gitops_target import GitOpsTarget
+from resources.k8s_target import KubernetesTarget
 from resources.local_process import LocalProcessTarget
 from resources.mlflow_registry import MlflowRegistry
+from resources.s3_artifact_store import S3ArtifactStore
 from resources.warehouse import DuckDBWarehouse, PostgresWarehouse, Warehouse
 
 
@@ -22,13 +25,33 @@ def warehouse_resource(settings: PlatformSettings) -> Warehouse:
     return DuckDBWarehouse(path=config.path)
 
 
+def artifact_store(settings: PlatformSettings) -> ArtifactStore:
+    """Local folder by default; S3 (credentials from the AWS environment only) when configured."""
+    config = settings.artifacts
+    if config.type == "s3":
+        return S3ArtifactStore(bucket=config.bucket or "", prefix=config.prefix, endpoint_url=config.endpoint_url,
+                               region_name=config.region)
+    return LocalArtifactStore(root=config.path)
+
+
+def deploy_target(settings: PlatformSettings, env: Environment) -> Any:
+    """The target named by `environments[].target`: local processes, a cluster, or a GitOps repository."""
+    if env.target == "local":
+        return LocalProcessTarget(environment=env.name)
+    common = {"environment": env.name, "namespace": env.namespace or "", "registry": env.registry or "",
+              "run_as_user": settings.execution.kubernetes.run_as_user}
+    if env.target == "kubernetes":
+        return KubernetesTarget(**common, rollout_timeout_s=env.rollout_timeout_s)
+    return GitOpsTarget(**common, repo_path=env.gitops_repo or "", push=env.gitops_push)
+
+
 def platform_resources(settings: PlatformSettings) -> dict[str, Any]:
     resources: dict[str, Any] = {
-        "artifact_store": LocalArtifactStore(),
+        "artifact_store": artifact_store(settings),
         "warehouse": warehouse_resource(settings),
         "mlflow": MlflowRegistry(tracking_uri=settings.mlflow.tracking_uri,
                                  artifact_location=settings.mlflow.artifact_location),
     }
     for env in settings.environments:
-        resources[target_resource_key(env.name)] = LocalProcessTarget(environment=env.name)
+        resources[target_resource_key(env.name)] = deploy_target(settings, env)
     return resources

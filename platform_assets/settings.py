@@ -8,6 +8,8 @@ code takes plain values and tests can point the platform anywhere with environme
 from __future__ import annotations
 
 import os
+import re
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
 
@@ -22,9 +24,9 @@ STATE_ENV = "PLATFORM_STATE_DIR"
 MODE_ENV = "PLATFORM_EXECUTION_MODE"
 DBT_PROJECT_ENV = "PLATFORM_DBT_PROJECT_DIR"
 
-# `kubernetes` (k8s_job_executor, per-step pods from compute profiles) is added with its executor.
-ExecutionMode = Literal["local"]
-TargetType = Literal["local"]
+ExecutionMode = Literal["local", "kubernetes"]
+EXECUTION_MODES: tuple[str, ...] = ("local", "kubernetes")
+TargetType = Literal["local", "kubernetes", "gitops"]
 
 
 class _Strict(BaseModel):
@@ -32,10 +34,40 @@ class _Strict(BaseModel):
 
 
 class Environment(_Strict):
-    """One step of the promotion path; `target` names how deploys happen there."""
+    """One step of the promotion path; `target` names how deploys happen there.
+
+    `kubernetes` applies manifests to a cluster, `gitops` commits them to a repository folder that
+    Argo CD or Flux syncs. Both need a namespace (`{team}` and `{env}` are filled in per deliverable)
+    and the registry the images are pushed to; gitops also needs the repository folder.
+    """
 
     name: str = Field(pattern=r"^[a-z][a-z0-9-]{0,30}$")
     target: TargetType = "local"
+    namespace: str | None = Field(default=None, pattern=r"^[a-z0-9{}-]{1,63}$")
+    registry: str | None = None
+    gitops_repo: str | None = None
+    gitops_push: bool = False
+    rollout_timeout_s: float = Field(default=600.0, gt=0)
+
+    @model_validator(mode="after")
+    def _target_settings(self) -> Environment:
+        where = f"environments[{self.name}]"
+        if self.target == "local":
+            return self
+        if not self.namespace:
+            raise ValueError(f"{where}.namespace: a {self.target} target needs a namespace, "
+                             f"e.g. namespace: '{{team}}-{self.name}'")
+        if not self.registry:
+            raise ValueError(f"{where}.registry: a {self.target} target needs the image registry, "
+                             "e.g. registry: registry.example.com/delivery")
+        if self.target == "gitops" and not self.gitops_repo:
+            raise ValueError(f"{where}.gitops_repo: a gitops target needs the folder of the repository "
+                             "Argo CD or Flux watches, e.g. gitops_repo: /srv/gitops")
+        return self
+
+    def namespace_for(self, team: str) -> str:
+        """The namespace a team's workloads run in here (one per team and environment)."""
+        return (self.namespace or "").format(team=team, env=self.name)
 
 
 class Toleration(_Strict):
@@ -45,13 +77,34 @@ class Toleration(_Strict):
     effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = None
 
 
+_QUANTITY = re.compile(r"^([0-9]+(?:\.[0-9]+)?)(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$")
+_SUFFIX = {"m": Decimal("0.001"), "": Decimal(1), "k": Decimal(10**3), "M": Decimal(10**6), "G": Decimal(10**9),
+           "T": Decimal(10**12), "P": Decimal(10**15), "E": Decimal(10**18), "Ki": Decimal(2**10),
+           "Mi": Decimal(2**20), "Gi": Decimal(2**30), "Ti": Decimal(2**40), "Pi": Decimal(2**50),
+           "Ei": Decimal(2**60)}
+
+
+def parse_quantity(value: str) -> Decimal:
+    """A Kubernetes resource quantity ("250m", "1Gi", "2") as a number; ValueError if it is not one."""
+    match = _QUANTITY.match(value)
+    if not match:
+        raise ValueError(f"'{value}' is not a Kubernetes quantity (e.g. 250m, 2, 512Mi, 8Gi)")
+    return Decimal(match.group(1)) * _SUFFIX[match.group(2) or ""]
+
+
 class ComputeProfile(_Strict):
-    """Kubernetes sizing for a step (GPU profiles put `nvidia.com/gpu` in limits)."""
+    """Kubernetes sizing for a step or workload (GPU profiles put `nvidia.com/gpu` in limits).
+
+    `priority_class` and `pool` (a Dagster concurrency pool) let GPU work be scheduled first and
+    counted against a cluster-wide limit of concurrent GPU steps.
+    """
 
     requests: dict[str, str] = Field(default_factory=dict)
     limits: dict[str, str] = Field(default_factory=dict)
     node_selector: dict[str, str] = Field(default_factory=dict)
     tolerations: list[Toleration] = Field(default_factory=list)
+    priority_class: str | None = None
+    pool: str | None = None
 
     @field_validator("requests", "limits", mode="before")
     @classmethod
@@ -59,6 +112,50 @@ class ComputeProfile(_Strict):
         if isinstance(value, dict):
             return {str(k): str(v) for k, v in value.items()}
         return value
+
+    @model_validator(mode="after")
+    def _valid_quantities(self) -> ComputeProfile:
+        for section in ("requests", "limits"):
+            for resource, quantity in getattr(self, section).items():
+                try:
+                    parse_quantity(quantity)
+                except ValueError as exc:
+                    raise ValueError(f"{section}.{resource}: {exc}") from None
+        for resource, request in self.requests.items():
+            limit = self.limits.get(resource)
+            if limit is not None and parse_quantity(request) > parse_quantity(limit):
+                raise ValueError(f"requests.{resource} ({request}) is above limits.{resource} ({limit}); "
+                                 "raise the limit or lower the request")
+        for resource in self.gpu_resources:
+            if resource in self.requests and self.requests[resource] != self.limits.get(resource):
+                raise ValueError(f"{resource}: GPUs cannot be overcommitted; set it in limits only "
+                                 "(Kubernetes then requests the same number)")
+        return self
+
+    @property
+    def gpu_resources(self) -> list[str]:
+        """Extended GPU resources (`nvidia.com/gpu`, `amd.com/gpu`) this profile asks for."""
+        return sorted(k for k in {*self.requests, *self.limits} if k.endswith("/gpu"))
+
+    @property
+    def is_gpu(self) -> bool:
+        return bool(self.gpu_resources)
+
+    def container_resources(self) -> dict[str, dict[str, str]]:
+        """The container `resources` block (empty sections left out)."""
+        return {section: dict(values) for section, values in (("requests", self.requests), ("limits", self.limits))
+                if values}
+
+    def pod_scheduling(self) -> dict[str, Any]:
+        """Where the pod may run (camelCase PodSpec fields; dagster-k8s takes them as they are)."""
+        spec: dict[str, Any] = {}
+        if self.node_selector:
+            spec["nodeSelector"] = dict(self.node_selector)
+        if self.tolerations:
+            spec["tolerations"] = [t.model_dump(exclude_none=True) for t in self.tolerations]
+        if self.priority_class:
+            spec["priorityClassName"] = self.priority_class
+        return spec
 
 
 class WarehouseConfig(_Strict):
@@ -91,10 +188,49 @@ class ModelServingConfig(_Strict):
     """Model endpoints require `Authorization: Bearer <token>`; the token comes from this variable."""
 
     token_env: str = Field(default="PLATFORM_MODEL_TOKEN", pattern=r"^[A-Z_][A-Z0-9_]*$")
+    # On Kubernetes the server reads the token from this Secret (key `token`), never from a manifest.
+    token_secret: str = Field(default="model-serving-token", pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    # Image that runs platform_assets.model_server on Kubernetes; unset: the code location's image.
+    image: str | None = None
+    # Secrets whose keys become the server's environment (artifact store credentials, for instance).
+    env_secrets: list[str] = Field(default_factory=list)
+
+
+class ArtifactsConfig(_Strict):
+    """`local` (a folder in the state folder) or `s3` (credentials only from the AWS environment)."""
+
+    type: Literal["local", "s3"] = "local"
+    path: str | None = None
+    bucket: str | None = None
+    prefix: str = "artifacts"
+    endpoint_url: str | None = None
+    region: str | None = None
+
+    @model_validator(mode="after")
+    def _s3_needs_bucket(self) -> ArtifactsConfig:
+        if self.type == "s3" and not self.bucket:
+            raise ValueError("artifacts.bucket: an s3 artifact store needs a bucket, e.g. bucket: delivery-artifacts")
+        return self
+
+
+class KubernetesExecution(_Strict):
+    """Settings of the one `k8s_job_executor` the definitions get in `kubernetes` mode."""
+
+    job_namespace: str = "dagster"
+    # Environment variable holding the step image; unset: the code location's own image (Helm sets it).
+    job_image_env: str | None = None
+    image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = "IfNotPresent"
+    service_account_name: str = "dagster-steps"
+    env_secrets: list[str] = Field(default_factory=list)
+    env_config_maps: list[str] = Field(default_factory=list)
+    max_concurrent: int = Field(default=8, ge=1)
+    gpu_steps_per_run: int = Field(default=1, ge=1)
+    run_as_user: int = Field(default=10001, ge=1)
 
 
 class Execution(_Strict):
     mode: ExecutionMode = "local"
+    kubernetes: KubernetesExecution = KubernetesExecution()
 
 
 class PlatformSettings(_Strict):
@@ -103,6 +239,7 @@ class PlatformSettings(_Strict):
     warehouse: WarehouseConfig = WarehouseConfig()
     mlflow: MlflowConfig = MlflowConfig()
     model_serving: ModelServingConfig = ModelServingConfig()
+    artifacts: ArtifactsConfig = ArtifactsConfig()
     default_compute: str = "cpu-small"
     compute_profiles: dict[str, ComputeProfile]
     source: Path | None = Field(default=None, exclude=True)
@@ -119,7 +256,13 @@ class PlatformSettings(_Strict):
                 f"default_compute: '{self.default_compute}' is not a profile in compute_profiles "
                 f"({', '.join(sorted(self.compute_profiles))})"
             )
+        if self.compute_profiles[self.default_compute].is_gpu:
+            raise ValueError(f"default_compute: '{self.default_compute}' is a GPU profile; evaluate and deploy "
+                             "steps run on it, so name a CPU profile")
         return self
+
+    def environment(self, name: str) -> Environment:
+        return next(e for e in self.environments if e.name == name)
 
     @property
     def environment_names(self) -> list[str]:
@@ -142,8 +285,9 @@ class PlatformSettings(_Strict):
     def execution_mode(self) -> ExecutionMode:
         override = os.environ.get(MODE_ENV)
         if override:
-            if override != "local":
-                raise SettingsError(f"environment variable {MODE_ENV}: '{override}' is not a mode; valid: local")
+            if override not in EXECUTION_MODES:
+                raise SettingsError(f"environment variable {MODE_ENV}: '{override}' is not a mode; "
+                                    f"valid: {', '.join(EXECUTION_MODES)}")
             return override  # type: ignore[return-value]
         return self.execution.mode
 

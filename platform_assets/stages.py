@@ -61,7 +61,13 @@ def _stage_context(
         deployed_of=lambda name, env: latest(instance, env_key(name, env)),
         resources=context.resources,
         run_id=context.run_id,
+        platform_image=_code_image(context),
     )
+
+
+def _code_image(context: dg.AssetExecutionContext) -> str | None:
+    origin = context.dagster_run.job_code_origin
+    return origin.repository_origin.container_image if origin else None
 
 
 def run_build(

@@ -1,4 +1,9 @@
-"""What every deploy target offers the handlers, and the helpers they share."""
+"""What deploy targets offer the handlers, and the helpers they share.
+
+Two families: process targets (`LocalProcessTarget`) run a `ProcessLaunch` on this machine;
+manifest targets (`ManifestTarget`: Kubernetes, GitOps) run a `Workload`, one immutable image per
+version, rendered to Kubernetes manifests by one function per workload kind.
+"""
 
 from __future__ import annotations
 
@@ -7,9 +12,12 @@ import json
 import socket
 import urllib.error
 import urllib.request
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
+
+from platform_assets.settings import ComputeProfile
 
 
 class DeployFailed(Exception):
@@ -36,6 +44,39 @@ class ProcessLaunch:
         """Identifies the command and environment (secrets included, but only as a digest)."""
         payload = json.dumps({"command": self.command, "env": self.env, "health": self.health_path}, sort_keys=True)
         return hashlib.sha256(payload.encode()).hexdigest()[:12]
+
+
+@dataclass(frozen=True)
+class Workload:
+    """One version of a deliverable as a container workload, independent of where it runs.
+
+    `kind` picks the renderer (resources/k8s_manifests.py `RENDERERS`): `service`; a model kind
+    adds `model-server`, with its model URI or alias in `options`. `image` defaults to
+    `<registry>/<deliverable>:<version>`, an immutable tag, so promotion ships the same image.
+    """
+
+    deliverable: str
+    kind: str
+    version: str
+    team: str
+    port: int
+    health_path: str
+    command: list[str]
+    profile_name: str
+    profile: ComputeProfile
+    env: Mapping[str, str] = field(default_factory=dict)
+    # Variables read from Kubernetes Secrets: name -> (secret, key). Secrets never enter a manifest.
+    secret_env: Mapping[str, tuple[str, str]] = field(default_factory=dict)
+    env_from_secrets: tuple[str, ...] = ()
+    # Egress the workload needs beyond DNS in a default-deny namespace: (namespace or None for
+    # anywhere, TCP port). Callers reach it from its environment's namespaces (ingress policy).
+    egress: tuple[tuple[str | None, int], ...] = ()
+    image: str | None = None
+    startup_timeout_s: float = 60.0
+    min_replicas: int = 2
+    max_replicas: int = 4
+    cpu_utilization: int = 70
+    options: Mapping[str, Any] = field(default_factory=dict)
 
 
 class DeployTarget(Protocol):

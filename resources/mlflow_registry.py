@@ -100,6 +100,21 @@ class MlflowRegistry(dg.ConfigurableResource):
         client = self.client()
         return client.get_run(client.get_model_version(name, version).run_id)
 
+    def server_egress(self) -> tuple[tuple[str | None, int], ...]:
+        """Where a model server on Kubernetes must connect: the tracking server (its namespace when
+        it is a cluster service) and, for artifacts on S3 or HTTPS, port 443 anywhere."""
+        from urllib.parse import urlparse
+
+        rules: list[tuple[str | None, int]] = []
+        tracking = urlparse(self.tracking_uri or "")
+        if tracking.scheme in ("http", "https") and tracking.hostname:
+            parts = tracking.hostname.split(".")
+            namespace = parts[1] if len(parts) > 2 and parts[2] == "svc" else None
+            rules.append((namespace, tracking.port or (443 if tracking.scheme == "https" else 80)))
+        if urlparse(self.artifact_location or "").scheme in ("s3", "https", "gs", "wasbs"):
+            rules.append((None, 443))
+        return tuple(rules)
+
     def server_env(self) -> dict[str, str]:
         """What a model server process needs to resolve `models:/...` URIs against this store."""
         return {"MLFLOW_TRACKING_URI": self.uri(), "MLFLOW_REGISTRY_URI": self.uri()}

@@ -85,9 +85,14 @@ def copy_deliverable(name: str, catalog: Path, standalone: bool = False) -> Path
 
 @pytest.fixture
 def platform(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Platform]:
+    yield from platform_with((PROJECT_ROOT / "deploy" / "dagster.local.yaml").read_text(), tmp_path, monkeypatch)
+
+
+def platform_with(instance_yaml: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Platform]:
+    """The platform on an instance configured by `instance_yaml` (a dagster.yaml)."""
     home = tmp_path / "dagster_home"
     home.mkdir()
-    shutil.copy(PROJECT_ROOT / "deploy" / "dagster.local.yaml", home / "dagster.yaml")
+    (home / "dagster.yaml").write_text(instance_yaml)
     catalog = tmp_path / "catalog"
     catalog.mkdir()
     copy_deliverable("recommendations-api", catalog, standalone=True)

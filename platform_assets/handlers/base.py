@@ -19,7 +19,7 @@ from platform_assets.specs import Deliverable, DeliverableSpec
 if TYPE_CHECKING:
     from dagster import AssetKey, AssetsDefinition
 
-    from resources.artifact_store import LocalArtifactStore
+    from resources.artifact_store import ArtifactStore
     from resources.deploy_target import DeployTarget
 
 
@@ -50,12 +50,13 @@ class Deployed:
 class StageContext:
     deliverable: Deliverable
     settings: PlatformSettings
-    artifacts: LocalArtifactStore
+    artifacts: ArtifactStore
     log: logging.Logger
     deployed: Callable[[str], Deployed | None]
     deployed_of: Callable[[str, str], Deployed | None] = lambda name, env: None
     resources: Any = None
     run_id: str | None = None
+    platform_image: str | None = None  # the code location's image, when the run has one (Kubernetes)
     upstream_versions: dict[str, str] = field(default_factory=dict)
 
     @property

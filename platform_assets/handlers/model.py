@@ -24,9 +24,10 @@ from platform_assets.expectations import check, parse_expectation
 from platform_assets.fingerprint import source_digest
 from platform_assets.handlers.base import BuildFailed, GateResult, KindHandler, StageContext
 from platform_assets.handlers.dataset import pinned_table
-from platform_assets.model_token import model_token
+from platform_assets.model_token import SERVER_TOKEN_ENV, model_token
 from platform_assets.specs import DeliverableSpec, StrictModel
-from resources.deploy_target import DeployFailed, DeployTarget, ProcessLaunch
+from resources.deploy_target import DeployFailed, DeployTarget, ProcessLaunch, Workload
+from resources.manifest_target import ManifestTarget
 from resources.mlflow_registry import FINGERPRINT_TAG
 
 if TYPE_CHECKING:
@@ -35,6 +36,7 @@ if TYPE_CHECKING:
     from resources.mlflow_registry import MlflowRegistry
 
 HOLDOUT = "holdout.parquet"
+SERVER_PORT = 8080
 ROC_PLOT = "roc.png"
 DATASET_TAG = "platform.dataset."
 
@@ -83,6 +85,8 @@ class ModelSettings(StrictModel):
     test_fraction: float = Field(default=0.25, gt=0, lt=0.9)
     random_state: int = 0
     startup_timeout_s: float = Field(default=90.0, gt=0, le=900)
+    serving_compute: str | None = Field(default=None, description="the model server's profile; unset: default_compute")
+    replicas: int = Field(default=1, ge=1, le=50, description="model server pods on Kubernetes")
 
 
 class ModelSpec(DeliverableSpec):
@@ -221,9 +225,24 @@ class ModelHandler(KindHandler):
         """Move the alias, start the server on it; the alias goes back if the server does not come up."""
         registry = _registry(ctx)
         alias = target.environment
+        workload = self.workload(ctx, version, alias) if isinstance(target, ManifestTarget) else None
         previous = registry.alias_version(ctx.name, alias)
         registry.move_alias(ctx.name, alias, version)
-        launch = ProcessLaunch(
+        try:
+            deployment = (target.deploy_workload(workload) if isinstance(target, ManifestTarget) and workload
+                          else target.deploy(self._launch(ctx, version, alias, target)))
+        except DeployFailed as exc:
+            registry.move_alias(ctx.name, alias, previous)
+            raise DeployFailed(f"{exc}; alias '{alias}' moved back to version {previous or '(none)'}",
+                               {**exc.metadata, "alias_restored_to": previous}) from exc
+        url = deployment.get("url")
+        return {**deployment, "alias": alias, "model_uri": f"models:/{ctx.name}@{alias}",
+                **({"predict_url": url + "/predict"} if url else {}), "auth": "bearer",
+                "previous_alias_version": previous}
+
+    def _launch(self, ctx: StageContext, version: str, alias: str, target: DeployTarget) -> ProcessLaunch:
+        registry = _registry(ctx)
+        return ProcessLaunch(
             deliverable=ctx.name,
             version=version,
             command=[sys.executable, "-m", "uvicorn", "platform_assets.model_server:app",
@@ -231,22 +250,56 @@ class ModelHandler(KindHandler):
             health_path="/health",
             workdir=target.workspace(ctx.name, version),
             env={"MODEL_NAME": ctx.name, "MODEL_ALIAS": alias, "PLATFORM_VERSION": version,
-                 "PLATFORM_ENVIRONMENT": alias, "PLATFORM_MODEL_TOKEN": model_token(ctx.settings),
+                 "PLATFORM_ENVIRONMENT": alias, SERVER_TOKEN_ENV: model_token(ctx.settings),
                  **registry.server_env()},
             startup_timeout_s=ctx.spec.model.startup_timeout_s,
         )
-        try:
-            deployment = target.deploy(launch)
-        except DeployFailed as exc:
-            registry.move_alias(ctx.name, alias, previous)
-            raise DeployFailed(f"{exc}; alias '{alias}' moved back to version {previous or '(none)'}",
-                               {**exc.metadata, "alias_restored_to": previous}) from exc
-        return {**deployment, "alias": alias, "model_uri": f"models:/{ctx.name}@{alias}",
-                "predict_url": deployment["url"] + "/predict", "auth": "bearer", "previous_alias_version": previous}
+
+    def workload(self, ctx: StageContext, version: str, alias: str) -> Workload:
+        """The model server as a Kubernetes workload: the platform's image, the registry of a tracking
+        server, the token from a Secret, sized by `model.serving_compute` (a GPU profile gets GPUs)."""
+        registry, serving, settings = _registry(ctx), ctx.settings.model_serving, ctx.spec.model
+        config = ctx.settings.source or "platform.yaml"
+        if not registry.tracking_uri or registry.tracking_uri.startswith(("sqlite:", "file:", "/")):
+            raise DeployFailed(f"{config}: field 'mlflow.tracking_uri' must name a tracking server the cluster "
+                               "can reach (e.g. http://mlflow.mlflow.svc:5000); a local store cannot serve "
+                               "model servers on Kubernetes")
+        image = serving.image or ctx.platform_image
+        if not image:
+            raise DeployFailed(f"{config}: field 'model_serving.image' is unset and this run has no code "
+                               "location image to reuse; set it to the platform image that runs the model server")
+        profile = settings.serving_compute or ctx.settings.default_compute
+        return Workload(
+            deliverable=ctx.name,
+            kind="model-server",
+            version=version,
+            team=ctx.spec.owner,
+            port=SERVER_PORT,
+            health_path="/health",
+            command=["python", "-m", "uvicorn", "platform_assets.model_server:app", "--host", "0.0.0.0",
+                     "--port", str(SERVER_PORT)],
+            profile_name=profile,
+            profile=ctx.settings.profile(profile),
+            env={"MODEL_NAME": ctx.name, "MODEL_ALIAS": alias, "HOME": "/tmp", **registry.server_env()},
+            secret_env={SERVER_TOKEN_ENV: (serving.token_secret, "token")},
+            env_from_secrets=tuple(serving.env_secrets),
+            image=image,
+            startup_timeout_s=settings.startup_timeout_s,
+            min_replicas=settings.replicas,
+            egress=registry.server_egress(),
+            options={"model_uri": f"models:/{ctx.name}@{alias}"},
+        )
 
     def verify(self, ctx: StageContext, deployment: dict[str, Any], target: DeployTarget) -> GateResult:
-        """Serves the version, predicts the build's input example with the token, refuses without."""
+        """Serves the version, predicts the build's input example with the token, refuses without.
+
+        On a manifest target the rollout's readiness probe (`/health` answers only once the model
+        is loaded) is the check: the platform's step may not be able to reach the pods."""
         import httpx
+
+        if isinstance(target, ManifestTarget):
+            healthy, detail = target.verify(deployment)
+            return GateResult("healthy", healthy, detail, {"model_uri": deployment["model_uri"]})
 
         token = model_token(ctx.settings)
         example = {"dataframe_records": ctx.build_record(deployment["version"])["input_example"]}

@@ -2,12 +2,14 @@
 
 build: run the service's tests, build its wheel, export the contract; version = source digest.
 evaluate: gates `tests` and `api_compatibility` (against the contract running in the last env).
-deploy: install the wheel into an isolated environment and run it with uvicorn on the target.
+deploy: on a process target, install the wheel into an isolated environment and run it with
+uvicorn; on a manifest target (Kubernetes, GitOps), run the version's image as a `service` workload.
 """
 
 from __future__ import annotations
 
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -26,10 +28,12 @@ from platform_assets.handlers.python_project import (
 from platform_assets.model_token import model_token
 from platform_assets.openapi_compat import compare_contracts
 from platform_assets.specs import DeliverableSpec, StrictModel
-from resources.deploy_target import DeployFailed, DeployTarget, ProcessLaunch, probe
+from resources.deploy_target import DeployFailed, DeployTarget, ProcessLaunch, Workload, probe
+from resources.manifest_target import ManifestTarget
 
 CONTRACT = "openapi.json"
 TEST_REPORT = "tests.json"
+CONTAINER_PORT = 8080  # deploy/service.Dockerfile exposes it
 
 
 class TestsGate(StrictModel):
@@ -157,6 +161,8 @@ class ServiceHandler(KindHandler):
     def deploy(
         self, ctx: StageContext, version: str, record: dict[str, Any], target: DeployTarget
     ) -> dict[str, Any]:
+        if isinstance(target, ManifestTarget):
+            return target.deploy_workload(self.workload(ctx, version, target.environment))
         settings: ServiceSettings = ctx.spec.service
         wheel = ctx.artifacts.path(ctx.name, version, record["wheel"])
         workspace = target.workspace(ctx.name, version)
@@ -176,27 +182,70 @@ class ServiceHandler(KindHandler):
         )
         return target.deploy(launch)
 
+    def workload(self, ctx: StageContext, version: str, environment: str) -> Workload:
+        """The version's image (built by CI from deploy/service.Dockerfile) as a web service, sized
+        by the deliverable's compute profile, pointed at its upstreams in `environment` (tokens
+        from the Kubernetes Secret, never in the manifest)."""
+        settings: ServiceSettings = ctx.spec.service
+        profile = ctx.spec.compute or ctx.settings.default_compute
+        upstreams = dependency_endpoints(ctx, environment)
+        token_secret = ctx.settings.model_serving.token_secret
+        return Workload(
+            deliverable=ctx.name,
+            kind="service",
+            version=version,
+            team=ctx.spec.owner,
+            port=CONTAINER_PORT,
+            health_path=settings.health_path,
+            command=["python", "-m", "uvicorn", settings.app, "--host", "0.0.0.0", "--port", str(CONTAINER_PORT)],
+            profile_name=profile,
+            profile=ctx.settings.profile(profile),
+            env={**upstreams.urls, **settings.env},
+            secret_env={name: (token_secret, "token") for name in upstreams.tokens},
+            egress=upstreams.egress,
+            startup_timeout_s=settings.startup_timeout_s,
+        )
+
     def verify(self, ctx: StageContext, deployment: dict[str, Any], target: DeployTarget) -> GateResult:
+        if isinstance(target, ManifestTarget):
+            healthy, detail = target.verify(deployment)
+            return GateResult("healthy", healthy, detail, {"namespace": deployment["namespace"]})
         healthy, detail = probe(deployment["health_url"])
         return GateResult("healthy", healthy, detail, {"health_url": deployment["health_url"]})
 
 
-def dependency_env(ctx: StageContext, env: str) -> dict[str, str]:
-    """`<NAME>_URL` (and `<NAME>_TOKEN` for endpoints that need one) of each upstream served in `env`.
+@dataclass(frozen=True)
+class Upstreams:
+    """What a service needs to call the deliverables it depends on in one environment."""
 
-    Resolved when deploying: a redeploy of the service picks up where its dependencies run now.
-    The build's tests get the first environment's, so contract tests can call the real upstream.
-    """
-    values: dict[str, str] = {}
+    urls: dict[str, str]  # <NAME>_URL
+    tokens: list[str]  # <NAME>_TOKEN variables of endpoints that need a bearer token
+    egress: tuple[tuple[str | None, int], ...]  # (namespace, port) of upstreams on Kubernetes
+
+
+def dependency_endpoints(ctx: StageContext, env: str) -> Upstreams:
+    """Each upstream served in `env`; resolved when deploying, so a redeploy follows where they run now."""
+    urls: dict[str, str] = {}
+    tokens: list[str] = []
+    egress: list[tuple[str | None, int]] = []
     for upstream in ctx.spec.depends_on:
         deployed = ctx.deployed_of(upstream, env)
         if deployed is None or not deployed.metadata.get("url"):
             continue
         prefix = upstream.upper().replace("-", "_")
-        values[f"{prefix}_URL"] = str(deployed.metadata["url"])
+        urls[f"{prefix}_URL"] = str(deployed.metadata["url"])
         if deployed.metadata.get("auth") == "bearer":
-            values[f"{prefix}_TOKEN"] = model_token(ctx.settings)
-    return values
+            tokens.append(f"{prefix}_TOKEN")
+        if deployed.metadata.get("namespace") and deployed.metadata.get("port"):
+            egress.append((str(deployed.metadata["namespace"]), int(deployed.metadata["port"])))
+    return Upstreams(urls, tokens, tuple(egress))
+
+
+def dependency_env(ctx: StageContext, env: str) -> dict[str, str]:
+    """Upstream URLs and tokens as plain variables, for local processes and the build's tests (which
+    get the first environment's, so contract tests can call the real upstream)."""
+    upstreams = dependency_endpoints(ctx, env)
+    return {**upstreams.urls, **{name: model_token(ctx.settings) for name in upstreams.tokens}}
 
 
 def _source(ctx: StageContext) -> Path:

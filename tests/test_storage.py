@@ -1,0 +1,136 @@
+"""Storage that scales: instance storage on PostgreSQL (deploy/dagster.yaml), artifacts on S3.
+
+PostgreSQL is a real throw-away server from the Debian packages (tests/postgres_server.py); S3 is
+moto's server mode, a local S3-compatible HTTP server that boto3 talks to like to AWS.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from platform_assets.resources_config import artifact_store
+from platform_assets.settings import PROJECT_ROOT, load_settings
+from resources.s3_artifact_store import S3ArtifactStore
+from tests.conftest import Platform, platform_with
+from tests.postgres_server import PostgresServer
+
+SERVICE = "recommendations-api"
+THROUGH_STAGING = [f"{SERVICE}/build", f"{SERVICE}/evaluate", f"{SERVICE}/staging"]
+BUCKET = "delivery-artifacts"
+
+
+def production_instance_yaml() -> dict:
+    """deploy/dagster.yaml without the parts that need a cluster (run launcher) or S3 logs."""
+    config = yaml.safe_load((PROJECT_ROOT / "deploy" / "dagster.yaml").read_text())
+    config = {key: value for key, value in config.items() if key not in ("run_launcher", "compute_logs")}
+    config["run_monitoring"]["max_resume_run_attempts"] = 0  # only the K8sRunLauncher can resume runs
+    return config
+
+
+@pytest.fixture
+def postgres_platform(postgres_db: PostgresServer, tmp_path: Path,
+                      monkeypatch: pytest.MonkeyPatch) -> Iterator[Platform]:
+    for name, value in {"DAGSTER_PG_HOST": postgres_db.host, "DAGSTER_PG_PORT": str(postgres_db.port),
+                        "DAGSTER_PG_DB": postgres_db.dbname, "DAGSTER_PG_USER": postgres_db.user,
+                        "DAGSTER_PG_PASSWORD": postgres_db.password}.items():
+        monkeypatch.setenv(name, value)
+    yield from platform_with(yaml.safe_dump(production_instance_yaml()), tmp_path, monkeypatch)
+
+
+def test_service_pipeline_on_postgres_instance_storage(postgres_platform: Platform) -> None:
+    instance = postgres_platform.instance
+    assert type(instance.run_storage).__name__ == "PostgresRunStorage"
+    assert type(instance.event_log_storage).__name__ == "PostgresEventLogStorage"
+
+    result = postgres_platform.materialize(*THROUGH_STAGING)
+
+    assert result.success, [e.message for e in result.all_events if e.is_failure]
+    version = postgres_platform.latest(f"{SERVICE}/build")["version"]
+    assert postgres_platform.latest(f"{SERVICE}/staging")["version"] == version
+    [run] = instance.get_runs()
+    assert run.is_success
+    assert instance.get_concurrency_config().pool_config.default_pool_limit == 1
+
+
+@pytest.fixture(scope="module")
+def s3_endpoint() -> Iterator[str]:
+    from moto.server import ThreadedMotoServer
+
+    from resources.deploy_target import free_port
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    yield f"http://127.0.0.1:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def s3(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> S3ArtifactStore:
+    """An empty bucket; credentials only through the environment, as in production."""
+    for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                        "AWS_DEFAULT_REGION": "us-east-1"}.items():
+        monkeypatch.setenv(name, value)
+    store = S3ArtifactStore(bucket=BUCKET, endpoint_url=s3_endpoint, region_name="us-east-1",
+                            cache_dir=str(tmp_path / "cache"))
+    client = store.client()
+    if BUCKET in [b["Name"] for b in client.list_buckets()["Buckets"]]:
+        for obj in client.list_objects_v2(Bucket=BUCKET).get("Contents", []):
+            client.delete_object(Bucket=BUCKET, Key=obj["Key"])
+    else:
+        client.create_bucket(Bucket=BUCKET)
+    return store
+
+
+def test_s3_store_round_trips_json_and_files(s3: S3ArtifactStore, tmp_path: Path) -> None:
+    wheel = tmp_path / "svc-1.0-py3-none-any.whl"
+    wheel.write_bytes(b"wheel bytes")
+
+    assert not s3.exists("svc", "abc", "build.json")
+    s3.put_json("svc", "abc", "build.json", {"version": "abc"})
+    stored = s3.put_file("svc", "abc", wheel)
+
+    assert s3.exists("svc", "abc", "build.json") and s3.get_json("svc", "abc", "build.json") == {"version": "abc"}
+    assert stored.name == wheel.name and stored.read_bytes() == b"wheel bytes"
+    keys = sorted(o["Key"] for o in s3.client().list_objects_v2(Bucket=BUCKET)["Contents"])
+    assert keys == ["artifacts/svc/abc/build.json", f"artifacts/svc/abc/{wheel.name}"]
+    fresh = s3.model_copy(update={"cache_dir": str(tmp_path / "other-pod-cache")})
+    assert fresh.path("svc", "abc", wheel.name).read_bytes() == b"wheel bytes", "another pod downloads it"
+    with pytest.raises(FileNotFoundError, match=re.escape("svc@abc/missing.whl not found in s3://delivery-artifacts")):
+        s3.path("svc", "abc", "missing.whl")
+
+
+def test_artifacts_setting_selects_the_s3_store(tmp_path: Path, s3_endpoint: str) -> None:
+    config = yaml.safe_load((PROJECT_ROOT / "platform.yaml").read_text())
+    config["artifacts"] = {"type": "s3", "bucket": BUCKET, "prefix": "builds", "endpoint_url": s3_endpoint}
+    (tmp_path / "platform.yaml").write_text(yaml.safe_dump(config))
+    store = artifact_store(load_settings(tmp_path / "platform.yaml"))
+    assert isinstance(store, S3ArtifactStore) and store.location() == f"s3://{BUCKET}/builds"
+
+
+@pytest.fixture
+def s3_platform(s3: S3ArtifactStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Platform]:
+    config = yaml.safe_load((PROJECT_ROOT / "platform.yaml").read_text())
+    config["artifacts"] = {"type": "s3", "bucket": BUCKET, "endpoint_url": s3.endpoint_url, "region": "us-east-1"}
+    (tmp_path / "platform.yaml").write_text(yaml.safe_dump(config))
+    monkeypatch.setenv("PLATFORM_CONFIG", str(tmp_path / "platform.yaml"))
+    yield from platform_with((PROJECT_ROOT / "deploy" / "dagster.local.yaml").read_text(), tmp_path, monkeypatch)
+
+
+def test_service_pipeline_with_artifacts_on_s3(s3_platform: Platform, s3: S3ArtifactStore) -> None:
+    result = s3_platform.materialize(*THROUGH_STAGING)
+
+    assert result.success, [e.message for e in result.all_events if e.is_failure]
+    version = s3_platform.latest(f"{SERVICE}/build")["version"]
+    keys = {o["Key"] for o in s3.client().list_objects_v2(Bucket=BUCKET)["Contents"]}
+    assert {f"artifacts/{SERVICE}/{version}/{name}" for name in ("build.json", "openapi.json", "tests.json")} <= keys
+    record = json.loads(s3.client().get_object(Bucket=BUCKET, Key=f"artifacts/{SERVICE}/{version}/build.json")
+                        ["Body"].read())
+    assert f"artifacts/{SERVICE}/{version}/{record['wheel']}" in keys
+    assert s3_platform.latest(f"{SERVICE}/staging")["version"] == version
