@@ -16,8 +16,8 @@ from platform_assets.definitions import build_definitions
 from platform_assets.factory import CATALOG_CHECK, CATALOG_KEY
 from tests.conftest import PROJECT_ROOT, Platform
 
-HEAVY = ["mlflow", "dbt", "dagster_dbt", "duckdb", "kubernetes", "sklearn", "papermill", "boto3", "pandas",
-         "fastapi", "uvicorn"]
+HEAVY = ["mlflow", "dbt", "dagster_dbt", "duckdb", "kubernetes", "sklearn", "papermill", "nbconvert", "nbformat",
+         "jupyter_client", "matplotlib", "boto3", "pandas", "fastapi", "uvicorn"]
 
 
 def add_spec(platform: Platform, folder: str, content: dict | str) -> Path:
@@ -150,7 +150,7 @@ print(json.dumps([sorted(m for m in {HEAVY!r} if m in sys.modules), len(keys), k
                                cwd=PROJECT_ROOT, env=env)
     imported, asset_count, kinds = json.loads(completed.stdout.splitlines()[-1])
     assert imported == []
-    assert kinds == ["dataset", "service"] and asset_count > 15, "the probe loaded the whole demo catalog"
+    assert kinds == ["dataset", "notebook", "service"] and asset_count > 15, "the probe loaded the whole demo catalog"
 
 
 def test_dagster_cli_loads_the_code_location() -> None:

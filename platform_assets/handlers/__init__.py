@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from platform_assets.handlers.base import KindHandler
 from platform_assets.handlers.dataset import DatasetHandler
+from platform_assets.handlers.notebook import NotebookHandler
 from platform_assets.handlers.service import ServiceHandler
 from platform_assets.specs import DeliverableSpec
 
-HANDLERS: dict[str, KindHandler] = {handler.kind: handler for handler in (ServiceHandler(), DatasetHandler())}
+HANDLERS: dict[str, KindHandler] = {
+    handler.kind: handler for handler in (ServiceHandler(), DatasetHandler(), NotebookHandler())
+}
 
 
 def get_handler(kind: str) -> KindHandler:
