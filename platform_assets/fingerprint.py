@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -29,3 +30,12 @@ def source_digest(folder: Path, length: int = 12) -> str:
         digest.update(path.relative_to(folder).as_posix().encode() + b"\0")
         digest.update(path.read_bytes() + b"\0")
     return digest.hexdigest()[:length]
+
+
+def copy_sources(source: Path, destination: Path) -> Path:
+    """Copy only the fingerprinted files, so what is built is exactly what was digested."""
+    for path in source_files(source):
+        target = destination / path.relative_to(source)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(path, target)
+    return destination

@@ -13,7 +13,9 @@ from resources.gitops_target import GitOpsTarget
 from resources.k8s_target import KubernetesTarget
 from resources.local_process import LocalProcessTarget
 from resources.mlflow_registry import MlflowRegistry
+from resources.report_store import LocalReportStore, ReportStore
 from resources.s3_artifact_store import S3ArtifactStore
+from resources.s3_report_store import S3ReportStore
 from resources.warehouse import DuckDBWarehouse, PostgresWarehouse, Warehouse
 
 
@@ -23,6 +25,15 @@ def warehouse_resource(settings: PlatformSettings) -> Warehouse:
         return PostgresWarehouse(host=config.host, port=config.port, dbname=config.dbname, user=config.user,
                                  password=dg.EnvVar(config.password_env), sslmode=config.sslmode)
     return DuckDBWarehouse(path=config.path)
+
+
+def report_store_resource(settings: PlatformSettings) -> ReportStore:
+    """Where notebook reports are published: a local folder in the state folder, or S3."""
+    config = settings.reports
+    if config.type == "s3":
+        return S3ReportStore(bucket=config.bucket or "", prefix=config.prefix, endpoint_url=config.endpoint_url,
+                             region_name=config.region, public_url=config.public_url)
+    return LocalReportStore(root=config.path)
 
 
 def artifact_store(settings: PlatformSettings) -> ArtifactStore:
@@ -49,6 +60,7 @@ def platform_resources(settings: PlatformSettings) -> dict[str, Any]:
     resources: dict[str, Any] = {
         "artifact_store": artifact_store(settings),
         "warehouse": warehouse_resource(settings),
+        "report_store": report_store_resource(settings),
         "mlflow": MlflowRegistry(tracking_uri=settings.mlflow.tracking_uri,
                                  artifact_location=settings.mlflow.artifact_location),
     }

@@ -11,7 +11,7 @@ import os
 import re
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -199,6 +199,7 @@ class ModelServingConfig(_Strict):
 class ArtifactsConfig(_Strict):
     """`local` (a folder in the state folder) or `s3` (credentials only from the AWS environment)."""
 
+    section: ClassVar[str] = "artifacts"
     type: Literal["local", "s3"] = "local"
     path: str | None = None
     bucket: str | None = None
@@ -209,8 +210,18 @@ class ArtifactsConfig(_Strict):
     @model_validator(mode="after")
     def _s3_needs_bucket(self) -> ArtifactsConfig:
         if self.type == "s3" and not self.bucket:
-            raise ValueError("artifacts.bucket: an s3 artifact store needs a bucket, e.g. bucket: delivery-artifacts")
+            raise ValueError(f"{self.section}.bucket: an s3 {self.section} store needs a bucket, "
+                             f"e.g. bucket: delivery-{self.section}")
         return self
+
+
+class ReportsConfig(ArtifactsConfig):
+    """Where notebook reports are published: `local` (the state folder) or `s3`; `public_url` is
+    what readers open instead of `s3://` links (a CDN or static site in front of the bucket)."""
+
+    section: ClassVar[str] = "reports"
+    prefix: str = "reports"
+    public_url: str | None = None
 
 
 class KubernetesExecution(_Strict):
@@ -240,6 +251,7 @@ class PlatformSettings(_Strict):
     mlflow: MlflowConfig = MlflowConfig()
     model_serving: ModelServingConfig = ModelServingConfig()
     artifacts: ArtifactsConfig = ArtifactsConfig()
+    reports: ReportsConfig = ReportsConfig()
     default_compute: str = "cpu-small"
     compute_profiles: dict[str, ComputeProfile]
     source: Path | None = Field(default=None, exclude=True)

@@ -50,7 +50,7 @@ def collect_status(
 
 
 def _endpoint(metadata: dict[str, Any]) -> str | None:
-    """Where consumers find a deployment: a URL for services, published tables for datasets."""
+    """Where consumers find a deployment: a URL for services and notebook reports, published tables for datasets."""
     if metadata.get("url"):
         return str(metadata["url"])
     tables = metadata.get("tables")

@@ -76,10 +76,13 @@ def copy_deliverable(name: str, catalog: Path, standalone: bool = False) -> Path
     folder = catalog / name
     if not folder.exists():
         shutil.copytree(DEMO_CATALOG / name, folder, ignore=shutil.ignore_patterns(*IGNORED_DIRS, "*.egg-info"))
-    spec = yaml.safe_load((DEMO_CATALOG / name / "deliverable.yaml").read_text())
+    demo_spec = DEMO_CATALOG / name / "deliverable.yaml"
     if standalone:
+        spec = yaml.safe_load(demo_spec.read_text())
         spec.pop("depends_on", None)
-    (folder / "deliverable.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+        (folder / "deliverable.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    else:
+        shutil.copyfile(demo_spec, folder / "deliverable.yaml")  # verbatim: tests edit its text
     return folder
 
 

@@ -17,7 +17,8 @@ from platform_assets.factory import CATALOG_CHECK, CATALOG_KEY
 from tests.conftest import PROJECT_ROOT, Platform
 
 HEAVY = ["dbt", "dagster_dbt", "duckdb", "kubernetes", "sklearn", "papermill", "boto3", "pandas", "fastapi", "uvicorn",
-         "mlflow", "skops", "matplotlib", "httpx", "dagster_k8s", "dagster_aws", "dagster_postgres", "botocore"]
+         "mlflow", "skops", "matplotlib", "httpx", "dagster_k8s", "dagster_aws", "dagster_postgres", "botocore",
+         "nbconvert", "nbformat", "jupyter_client"]
 
 
 def add_spec(platform: Platform, folder: str, content: dict | str) -> Path:
@@ -150,7 +151,8 @@ print(json.dumps([sorted(m for m in {HEAVY!r} if m in sys.modules), len(keys), k
                                cwd=PROJECT_ROOT, env=env)
     imported, asset_count, kinds = json.loads(completed.stdout.splitlines()[-1])
     assert imported == []
-    assert kinds == ["dataset", "model", "service"] and asset_count > 15, "the probe loaded the whole demo catalog"
+    assert kinds == ["dataset", "model", "notebook", "service"] and asset_count > 15, \
+        "the probe loaded the whole demo catalog"
 
 
 def test_dagster_cli_loads_the_code_location() -> None:

@@ -134,3 +134,42 @@ def test_service_pipeline_with_artifacts_on_s3(s3_platform: Platform, s3: S3Arti
                         ["Body"].read())
     assert f"artifacts/{SERVICE}/{version}/{record['wheel']}" in keys
     assert s3_platform.latest(f"{SERVICE}/staging")["version"] == version
+
+
+def test_s3_report_store_switches_current_last_and_keeps_versions(s3: S3ArtifactStore, tmp_path: Path) -> None:
+    from resources.s3_report_store import S3ReportStore
+
+    store = S3ReportStore(bucket=BUCKET, endpoint_url=s3.endpoint_url, region_name="us-east-1",
+                          public_url="https://reports.example.com")
+    first, second = tmp_path / "v1.html", tmp_path / "v2.html"
+    first.write_text("<html>one</html>")
+    second.write_text("<html>two</html>")
+
+    assert store.current("prod", "report") is None
+    published = store.publish("prod", "report", "v1", first)
+    assert published["version"] == "v1" and published["url"] == "https://reports.example.com/reports/prod/report/v1/index.html"
+    store.publish("prod", "report", "v2", second)
+    assert store.current("prod", "report")["version"] == "v2"
+    assert store.read("prod", "report", "v2") == b"<html>two</html>"
+    assert store.versions("prod", "report") == ["v1", "v2"]
+    rolled_back = store.publish("prod", "report", "v1", second)  # a stored version is never rewritten
+    assert rolled_back["version"] == "v1" and store.read("prod", "report", "v1") == b"<html>one</html>"
+    assert store.current("staging", "report") is None, "environments are separate"
+    with pytest.raises(FileNotFoundError):
+        store.read("prod", "report", "v3")
+
+
+def test_reports_setting_selects_the_s3_report_store(tmp_path: Path) -> None:
+    from platform_assets.resources_config import report_store_resource
+    from platform_assets.settings import SettingsError
+    from resources.s3_report_store import S3ReportStore
+
+    config = yaml.safe_load((PROJECT_ROOT / "platform.yaml").read_text())
+    config["reports"] = {"type": "s3", "bucket": "delivery-reports", "public_url": "https://reports.example.com"}
+    (tmp_path / "platform.yaml").write_text(yaml.safe_dump(config))
+    store = report_store_resource(load_settings(tmp_path / "platform.yaml"))
+    assert isinstance(store, S3ReportStore) and store.bucket == "delivery-reports"
+    config["reports"] = {"type": "s3"}
+    (tmp_path / "platform.yaml").write_text(yaml.safe_dump(config))
+    with pytest.raises(SettingsError, match=r"reports.bucket: an s3 reports store needs a bucket"):
+        load_settings(tmp_path / "platform.yaml")

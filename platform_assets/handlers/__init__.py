@@ -5,11 +5,12 @@ from __future__ import annotations
 from platform_assets.handlers.base import KindHandler
 from platform_assets.handlers.dataset import DatasetHandler
 from platform_assets.handlers.model import ModelHandler
+from platform_assets.handlers.notebook import NotebookHandler
 from platform_assets.handlers.service import ServiceHandler
 from platform_assets.specs import DeliverableSpec
 
 HANDLERS: dict[str, KindHandler] = {
-    handler.kind: handler for handler in (ServiceHandler(), DatasetHandler(), ModelHandler())
+    handler.kind: handler for handler in (ServiceHandler(), DatasetHandler(), ModelHandler(), NotebookHandler())
 }
 
 

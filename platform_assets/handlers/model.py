@@ -18,9 +18,9 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field
 
-from platform_assets.expectations import check, parse_expectation
+from platform_assets.expectations import Expectation
 from platform_assets.fingerprint import source_digest
 from platform_assets.handlers.base import BuildFailed, GateResult, KindHandler, StageContext
 from platform_assets.handlers.dataset import pinned_table
@@ -42,16 +42,9 @@ DATASET_TAG = "platform.dataset."
 
 
 class MetricsGate(StrictModel):
-    """Thresholds on holdout metrics, e.g. `roc_auc: ">= 0.70"`."""
+    """Thresholds on holdout metrics, e.g. `roc_auc: ">= 0.70"` or `roc_auc: {min: 0.70}`."""
 
-    thresholds: dict[str, str | float] = Field(default_factory=dict)
-
-    @field_validator("thresholds")
-    @classmethod
-    def _parse(cls, value: dict[str, str | float]) -> dict[str, str | float]:
-        for name, text in value.items():
-            parse_expectation(name, text)
-        return value
+    thresholds: dict[str, Expectation] = Field(default_factory=dict)
 
 
 class ChampionGate(StrictModel):
@@ -381,11 +374,14 @@ def _plot(ctx: StageContext, version: str, y_true: Any, scored: dict[str, Any], 
 
 
 def _metrics_gate(ctx: StageContext, metrics: dict[str, float]) -> GateResult:
-    thresholds = ctx.spec.gates.metrics.thresholds
-    met, unmet = check([parse_expectation(n, t) for n, t in thresholds.items()], metrics)
+    thresholds: dict[str, Expectation] = ctx.spec.gates.metrics.thresholds
+    unmet = [problem for name, expectation in thresholds.items()
+             if (problem := expectation.problem(name, metrics.get(name)) if name in metrics
+                 else f"{name} is not a metric; known: {', '.join(metrics)}")]
+    met = [f"{name} = {metrics[name]:.4f} ({e.describe()})" for name, e in thresholds.items() if name in metrics]
     summary = ("; ".join(unmet) or "; ".join(met)) if thresholds else "no thresholds in gates.metrics.thresholds"
     return GateResult("metrics", not unmet, summary, {"metrics": {k: round(v, 4) for k, v in metrics.items()},
-                                                       "thresholds": {k: str(v) for k, v in thresholds.items()}})
+                                                       "thresholds": {k: e.describe() for k, e in thresholds.items()}})
 
 
 def _champion_gate(ctx: StageContext, version: str, champion: str | None, scored: dict[str, Any],

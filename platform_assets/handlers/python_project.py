@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import site
 import subprocess
 import sys
@@ -18,7 +17,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from platform_assets.fingerprint import source_files
 from platform_assets.handlers.base import BuildFailed
 
 INSTALLED_MARKER = ".installed"
@@ -48,15 +46,6 @@ class TestReport:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def copy_sources(source: Path, destination: Path) -> Path:
-    """Copy only the fingerprinted files, so what is built is exactly what was digested."""
-    for path in source_files(source):
-        target = destination / path.relative_to(source)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(path, target)
-    return destination
 
 
 def _child_env(python_path: Path | None = None) -> dict[str, str]:

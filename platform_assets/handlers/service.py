@@ -15,12 +15,11 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from platform_assets.fingerprint import source_digest
+from platform_assets.fingerprint import copy_sources, source_digest
 from platform_assets.handlers.base import BuildFailed, GateResult, KindHandler, StageContext
 from platform_assets.handlers.python_project import (
     ProjectError,
     build_wheel,
-    copy_sources,
     export_openapi,
     install_isolated,
     run_tests,
