@@ -46,9 +46,10 @@ test: install test-deps lint
 lint: install
 	$(BIN)/ruff check .
 
-## Definitions load time against bare Dagster (a benchmark, not a test).
+## Definitions load time against bare Dagster, promotion sensor tick time (benchmarks, not tests).
 bench: install
 	$(BIN)/python benchmarks/bench_definitions.py --repeat 5 --json .platform/bench.json
+	$(BIN)/python benchmarks/bench_promotion.py --size 1000 --repeat 5 --json .platform/bench-promotion.json
 
 clean:
 	rm -rf $(VENV) .dagster_home .platform .pytest_cache .ruff_cache

@@ -55,15 +55,19 @@ def generate_module(description: dict[str, Any], title: str) -> str:
         "import dagster as dg",
         *_resource_classes(description["resources"]),
         *(_assets_function(asset, name) for asset, name in zip(description["assets"], names, strict=True)),
+        *(_sensor_function(sensor, index) for index, sensor in enumerate(description["other"]["sensors"])),
         "",
-        _definitions(names, description["resources"], description["executor"]),
+        _definitions(names, description["resources"], description["executor"],
+                     [f"sensor_{index}" for index in range(len(description["other"]["sensors"]))]),
     ]
     return "\n".join(parts) + "\n"
 
 
 def _check_supported(description: dict[str, Any]) -> None:
     """Refuse what the generator would silently drop (the equivalence check would catch it later)."""
-    extra = {part: value for part, value in description["other"].items() if value}
+    extra = {part: value for part, value in description["other"].items() if value and part != "sensors"}
+    extra.update({f"sensor {s['name']}": "not an asset-key target" for s in description["other"]["sensors"]
+                  if s["target_keys"] is None})
     executor = description["executor"]
     if executor is not None and "builtin" not in executor:
         extra["executor"] = executor
@@ -239,7 +243,20 @@ def _assets_function(asset: dict[str, Any], function_name: str) -> str:
     )
 
 
-def _definitions(function_names: list[str], resources: dict[str, Any], executor: dict[str, str] | None) -> str:
+def _sensor_function(sensor: dict[str, Any], index: int) -> str:
+    """A sensor with the same name, interval, status and literal asset-key target; its body never runs."""
+    return (
+        f"\n\n@dg.sensor(name={sensor['name']!r}, minimum_interval_seconds={sensor['minimum_interval_seconds']!r},\n"
+        f"           default_status=dg.DefaultSensorStatus({sensor['default_status']!r}),\n"
+        f"           description={sensor['description']!r},\n"
+        f"           target=dg.AssetSelection.assets({_keys(sensor['target_keys'])[1:-1]}))\n"
+        f"def sensor_{index}(context):\n"
+        "    return dg.SkipReason()"
+    )
+
+
+def _definitions(function_names: list[str], resources: dict[str, Any], executor: dict[str, str] | None,
+                 sensors: list[str]) -> str:
     assets = "".join(f"        {name},\n" for name in function_names)
     resource_lines = "".join(
         f"        {key!r}: {resource['class']}("
@@ -252,5 +269,6 @@ def _definitions(function_names: list[str], resources: dict[str, Any], executor:
         f"    assets=[\n{assets}    ],\n"
         f"    resources={{\n{resource_lines}    }},\n"
         + (f"    executor=dg.{executor['builtin']},\n" if executor else "")
+        + (f"    sensors=[{', '.join(sensors)}],\n" if sensors else "")
         + ")"
     )

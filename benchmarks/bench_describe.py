@@ -73,12 +73,21 @@ def describe_definitions(defs: dg.Definitions) -> dict[str, Any]:
         "other": {
             "jobs": len(defs.jobs or []),
             "schedules": len(defs.schedules or []),
-            "sensors": len(defs.sensors or []),
+            "sensors": [_describe_sensor(sensor) for sensor in defs.sensors or []],
             "asset_checks": len(defs.asset_checks or []),
             "loggers": sorted(defs.loggers or {}),
             "metadata": {key: repr(value) for key, value in (defs.metadata or {}).items()},
         },
     }
+
+
+def _describe_sensor(sensor: dg.SensorDefinition) -> dict[str, Any]:
+    """What a sensor costs at load: its name, schedule and the asset keys it targets."""
+    selection = sensor.asset_selection
+    keys = sorted(k.path for k in selection.keys) if isinstance(selection, dg.KeysAssetSelection) else None
+    return {"name": sensor.name, "minimum_interval_seconds": sensor.minimum_interval_seconds,
+            "default_status": sensor.default_status.value, "target_keys": keys,
+            "description": sensor.description}
 
 
 def _describe_executor(executor: Any) -> dict[str, str] | None:

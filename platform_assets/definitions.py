@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import dagster as dg
 
+from platform_assets.catalog import load_catalog
 from platform_assets.factory import build_assets
 from platform_assets.resources_config import platform_resources
-from platform_assets.settings import PlatformSettings, load_settings
+from platform_assets.settings import PlatformSettings, catalog_dir, load_settings
+from sensors.promotion import promotion_sensor
+from sensors.triggers import trigger_sensors
 
 
 def executor(settings: PlatformSettings) -> dg.ExecutorDefinition:
@@ -21,10 +24,15 @@ def executor(settings: PlatformSettings) -> dg.ExecutorDefinition:
 
 def build_definitions(settings: PlatformSettings | None = None) -> dg.Definitions:
     settings = settings or load_settings()
+    catalog = load_catalog(catalog_dir(settings), settings)
+    sensors = trigger_sensors(catalog, settings)
+    if len(catalog) and len(settings.environments) > 1:
+        sensors.append(promotion_sensor(catalog, settings))
     return dg.Definitions(
-        assets=build_assets(settings),
+        assets=build_assets(settings, catalog),
         resources=platform_resources(settings),
         executor=executor(settings),
+        sensors=sensors,
     )
 
 

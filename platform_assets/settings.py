@@ -239,6 +239,12 @@ class KubernetesExecution(_Strict):
     run_as_user: int = Field(default=10001, ge=1)
 
 
+class AutomationConfig(_Strict):
+    """How often the platform's sensors look for work (the daemon runs them)."""
+
+    sensor_interval_s: int = Field(default=30, ge=1, le=3600)
+
+
 class Execution(_Strict):
     mode: ExecutionMode = "local"
     kubernetes: KubernetesExecution = KubernetesExecution()
@@ -252,6 +258,7 @@ class PlatformSettings(_Strict):
     model_serving: ModelServingConfig = ModelServingConfig()
     artifacts: ArtifactsConfig = ArtifactsConfig()
     reports: ReportsConfig = ReportsConfig()
+    automation: AutomationConfig = AutomationConfig()
     default_compute: str = "cpu-small"
     compute_profiles: dict[str, ComputeProfile]
     source: Path | None = Field(default=None, exclude=True)

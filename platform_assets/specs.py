@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 DNS_LABEL = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
 DNS_LABEL_HINT = "a DNS label: lower-case letters, digits and '-', at most 63, starting and ending alphanumeric"
@@ -39,6 +39,14 @@ class DeliverableSpec(StrictModel):
     gates: StrictModel = Field(default_factory=StrictModel)
     promotion: dict[str, Promotion] = Field(default_factory=dict)
     schedule: str | None = None
+
+    @field_validator("schedule")
+    @classmethod
+    def _cron(cls, value: str | None) -> str | None:
+        if value is not None and len(value.split()) != 5:
+            raise ValueError(f"'{value}' is not a cron expression; write five fields (minute hour day month "
+                             "weekday, UTC), e.g. '0 3 * * *' for 03:00 every day")
+        return value
 
     def policy(self, env: str) -> Promotion:
         return self.promotion.get(env, Promotion())

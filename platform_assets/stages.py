@@ -20,6 +20,10 @@ from resources.deploy_target import DeployFailed, DeployTarget
 HEALTHY = "healthy"
 
 
+ROLLBACK_TAG = "platform/rollback_to"
+TRIGGER_TAG = "platform/trigger"
+
+
 def build_key(name: str) -> dg.AssetKey:
     return dg.AssetKey([name, "build"])
 
@@ -62,6 +66,7 @@ def _stage_context(
         resources=context.resources,
         run_id=context.run_id,
         platform_image=_code_image(context),
+        run_tags=dict(context.run.tags),
     )
 
 
@@ -134,15 +139,23 @@ def run_deploy(
     name = deliverable.name
     previous_env = settings.previous_environment(env)
     source_key = env_key(name, previous_env) if previous_env else evaluate_key(name)
-    candidate = latest(context.instance, source_key)
+    rollback_to = context.run.tags.get(ROLLBACK_TAG)
+    serving = latest(context.instance, env_key(name, env))
+    if rollback_to:
+        source_key = env_key(name, env)
+        candidate = _healthy_before(context.instance, name, env, rollback_to)
+    else:
+        candidate = latest(context.instance, source_key)
     if candidate is None:
         raise dg.Failure(f"nothing to deploy to {env}: {source_key.to_user_string()} has no version yet")
-    if previous_env is None and not candidate.metadata.get("gates_passed"):
+    if rollback_to is None and previous_env is None and not candidate.metadata.get("gates_passed"):
         failed = ", ".join(candidate.metadata.get("failed_gates", []))
         raise dg.Failure(
             f"{name} {candidate.version} did not pass its gates ({failed}); it cannot be deployed. "
             "Fix the cause and build again."
         )
+    if rollback_to is None:
+        _require_approval(context.instance, deliverable, env, candidate.version)
     ctx = _stage_context(context, deliverable, settings)
     target: DeployTarget = getattr(context.resources, target_resource_key(env))
     handler = get_handler(deliverable.kind)
@@ -164,10 +177,15 @@ def run_deploy(
             metadata=details,
         ) from exc
     health = handler.verify(ctx, deployment, target)
+    if not health.passed and rollback_to is None:
+        _roll_back_unhealthy(context, ctx, env, candidate.version, health)
     metadata: dict[str, Any] = {
         "version": candidate.version,
         "environment": env,
+        "healthy": health.passed,
         "promoted_from": source_key.to_user_string(),
+        "trigger": context.run.tags.get(TRIGGER_TAG, "manual"),
+        **({"rollback_from": serving.version if serving else None} if rollback_to else {}),
         **_plain({k: v for k, v in deployment.items() if k != "version"}),
     }
     if deployment.get("url"):
@@ -177,6 +195,74 @@ def run_deploy(
         check_results=[_check_result(health)],
         data_version=dg.DataVersion(candidate.version),
     )
+
+
+def _roll_back_unhealthy(context: dg.AssetExecutionContext, ctx: StageContext, env: str, version: str,
+                         health: GateResult) -> None:
+    """A deploy that came up but failed `healthy`: redeploy the last healthy version, record both
+    (a `deploy_unhealthy` observation, the restoring materialization) and fail the run, so change
+    failure rate and time to restore can be read from the event log."""
+    name = ctx.name
+    previous = next((d for d in deploy_history(context.instance, name, env)
+                     if d.version != version and d.metadata.get("healthy") is True), None)
+    failure = {"event": "deploy_unhealthy", "attempted_version": version, "reason": health.description,
+               "restored_version": previous.version if previous else None}
+    context.log_event(dg.AssetObservation(asset_key=env_key(name, env), metadata=failure))
+    if previous is None:
+        return  # nothing healthy ran here before: the unhealthy version stays, its check says why
+    handler = get_handler(ctx.deliverable.kind)
+    target: DeployTarget = getattr(context.resources, target_resource_key(env))
+    restored = handler.deploy(ctx, previous.version, _stored_build(ctx, previous.version), target)
+    check = handler.verify(ctx, restored, target)
+    context.log_event(dg.AssetMaterialization(asset_key=env_key(name, env), metadata=_plain({
+        **{k: v for k, v in restored.items() if k != "version"}, "version": previous.version, "environment": env,
+        "healthy": check.passed, "rollback_from": version, "trigger": "auto-rollback",
+    })))
+    raise dg.Failure(f"{name} {version} deployed to {env} but is not healthy ({health.description}); rolled back "
+                     f"to {previous.version}, which is {'healthy' if check.passed else 'NOT healthy either'}",
+                     metadata=failure)
+
+
+def deploy_history(instance: dg.DagsterInstance, name: str, env: str, limit: int = 200) -> list[Deployed]:
+    records = instance.fetch_materializations(env_key(name, env), limit=limit).records
+    return [d for d in (recorded(r.event_log_entry) for r in records) if d is not None]
+
+
+def _healthy_before(instance: dg.DagsterInstance, name: str, env: str, version: str) -> Deployed:
+    """The record of `version` when it last ran healthy in `env`: what a rollback redeploys."""
+    for deployed in deploy_history(instance, name, env):
+        if deployed.version == version and deployed.metadata.get("healthy") is True:
+            return deployed
+    raise dg.Failure(f"cannot roll {name} in {env} back to {version}: it never ran healthy there")
+
+
+def approvals(instance: dg.DagsterInstance, name: str, env: str, limit: int = 200) -> list[dict[str, Any]]:
+    """Approval events recorded on `<name>/<env>`, newest first."""
+    from sensors.promotion import APPROVAL_EVENT
+
+    records = instance.fetch_observations(env_key(name, env), limit=limit).records
+    found = []
+    for record in records:
+        observation = record.asset_observation
+        metadata = {k: v.value for k, v in (observation.metadata if observation else {}).items()}
+        if metadata.get("event") == APPROVAL_EVENT:
+            found.append({**metadata, "timestamp": record.timestamp})
+    return found
+
+
+def _require_approval(instance: dg.DagsterInstance, deliverable: Deliverable, env: str, version: str) -> None:
+    """A `manual` environment takes a version only with an approval of it by one of its approvers."""
+    policy = deliverable.spec.policy(env)
+    if policy.mode != "manual":
+        return
+    valid = [a for a in approvals(instance, deliverable.name, env)
+             if a["version"] == version and a["approved_by"] in policy.approvers]
+    if not valid:
+        raise dg.Failure(
+            f"{deliverable.name} {version} needs an approval for {env} (promotion.{env}.mode is manual; "
+            f"approvers: {', '.join(policy.approvers)}). Run: deliver approve {deliverable.name} "
+            f"--version {version} --env {env} --as <approver>"
+        )
 
 
 def _stored_build(ctx: StageContext, version: str) -> dict[str, Any]:

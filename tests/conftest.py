@@ -43,6 +43,39 @@ class Platform:
             raise_on_error=False,
         )
 
+    def run_request(self, request: dg.RunRequest) -> dg.ExecuteInProcessResult:
+        """What the daemon launches for a sensor's request, run in-process with the request's tags."""
+        return dg.materialize(
+            build_assets(self.settings),
+            selection=list(request.asset_selection or []),
+            resources=platform_resources(self.settings),
+            instance=self.instance,
+            tags=dict(request.tags),
+            raise_on_error=False,
+        )
+
+    def automate(self, cursors: dict[str, str | None], launched: dict[str, bool], rounds: int = 8) -> list[str]:
+        """Tick every platform sensor and run what it requests, as the daemon would (a run key is
+        launched once), until no sensor asks for anything; return the run keys launched."""
+        from platform_assets.definitions import build_definitions
+
+        defs = build_definitions(self.settings)
+        started = []
+        for _ in range(rounds):
+            requested = []
+            for sensor in defs.sensors:
+                context = dg.build_sensor_context(instance=self.instance, cursor=cursors.get(sensor.name),
+                                                  definitions=defs, resources=platform_resources(self.settings))
+                result = sensor(context)
+                cursors[sensor.name] = result.cursor
+                requested += [r for r in result.run_requests or [] if r.run_key not in launched]
+            if not requested:
+                return started
+            for request in requested:
+                launched[request.run_key] = self.run_request(request).success
+                started.append(request.run_key)
+        raise AssertionError(f"the sensors kept requesting runs after {rounds} rounds: {started}")
+
     def latest(self, key: str) -> dict:
         event = self.instance.get_latest_materialization_event(dg.AssetKey.from_user_string(key))
         assert event is not None, f"{key} was never materialized"

@@ -216,3 +216,85 @@ def test_model_imports_nothing_heavy_at_load() -> None:
             "print(sorted(m for m in ('mlflow', 'sklearn', 'pandas', 'matplotlib') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=PROJECT_ROOT, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def register_from_a_notebook(platform: Platform, params: dict) -> str:
+    """What an ML engineer does outside the platform: read the published table, train, register."""
+    import importlib.util
+
+    import duckdb
+    import mlflow
+    from mlflow.models import infer_signature
+
+    from platform_assets.handlers.model_training import normalise, split_features
+
+    spec = yaml.safe_load((platform.catalog / MODEL / "deliverable.yaml").read_text())["model"]
+    with duckdb.connect(str(platform.home / "platform" / "warehouse.duckdb"), read_only=True) as db:
+        frame = normalise(db.sql("select * from prod.customer_features").df())
+    x_train, x_test, y_train, _ = split_features(frame, spec["label"], spec["exclude"], 0.25, 7)
+    loader = importlib.util.spec_from_file_location("notebook_train", platform.catalog / MODEL / "train.py")
+    module = importlib.util.module_from_spec(loader)
+    loader.loader.exec_module(module)
+    estimator = module.train(x_train, y_train, params)
+    mlflow.set_tracking_uri(registry().uri())
+    mlflow.set_registry_uri(registry().uri())
+    if mlflow.get_experiment_by_name("notebooks/churn") is None:
+        mlflow.create_experiment("notebooks/churn", artifact_location=(platform.home / "notebook-runs").as_uri())
+    mlflow.set_experiment("notebooks/churn")
+    with mlflow.start_run():
+        info = mlflow.sklearn.log_model(
+            estimator, name="model", signature=infer_signature(x_test, estimator.predict_proba(x_test)),
+            pyfunc_predict_fn="predict_proba", registered_model_name=MODEL, skops_trusted_types=spec["trusted_types"])
+    return str(info.registered_model_version)
+
+
+def test_a_version_registered_outside_is_evaluated_and_a_better_one_deployed(models: Platform) -> None:
+    assert models.materialize(*THROUGH_PROD).success
+    champion = models.latest(f"{MODEL}/prod")["version"]
+    cursors: dict = {}
+    launched: dict = {}
+    assert models.automate(cursors, launched) == [], "the first ticks only take a baseline"
+
+    better = register_from_a_notebook(models, {"max_iter": 300, "learning_rate": 0.05, "max_depth": 3})
+    started = models.automate(cursors, launched)
+
+    service = models.latest(f"{SERVICE}/build")["version"] if started[2:] else None
+    assert started == [f"registered:{MODEL}:{better}", f"promote:{MODEL}:{better}:prod",
+                       f"upstream:{SERVICE}:{MODEL}:{better}", f"promote:{SERVICE}:{service}:prod"], started
+    assert all(launched[key] for key in started), "the promoted model re-delivered the service, through prod"
+    assert models.latest(f"{MODEL}/build")["version"] == better
+    assert registry().alias_version(MODEL, "staging") == registry().alias_version(MODEL, "prod") == better
+    assert health(models, "prod")["version"] == better != champion
+
+    worse = register_from_a_notebook(models, WEAK)
+    started = models.automate(cursors, launched)
+
+    assert started == [f"registered:{MODEL}:{worse}"] and launched[started[0]] is False
+    assert models.latest(f"{MODEL}/evaluate")["failed_gates"] == ["champion"]
+    assert registry().alias_version(MODEL, "staging") == registry().alias_version(MODEL, "prod") == better
+
+
+def test_republishing_the_dataset_retrains_the_model_against_the_champion(models: Platform) -> None:
+    assert models.materialize(*THROUGH_PROD).success
+    champion = models.latest(f"{MODEL}/prod")["version"]
+    old_data = models.latest(f"{DATASET}/prod")["version"]
+    cursors: dict = {}
+    launched: dict = {}
+    models.automate(cursors, launched)
+
+    sql = models.home.parent / "dbt_project" / "models" / "marts" / "customer_features.sql"
+    sql.write_text(sql.read_text() + "\n-- republished: reviewed thresholds\n")
+    assert models.materialize(*(f"{DATASET}/{stage}" for stage in ("build", "evaluate", "staging", "prod"))).success
+    new_data = models.latest(f"{DATASET}/prod")["version"]
+    started = models.automate(cursors, launched)
+
+    assert new_data != old_data
+    retrain = f"upstream:{MODEL}:{DATASET}:{new_data}"
+    assert started[0] == retrain and launched[retrain], started
+    build = models.latest(f"{MODEL}/build")
+    assert build["upstream_versions"] == {DATASET: new_data} and build["version"] != champion
+    evaluate = models.instance.get_latest_materialization_event(dg.AssetKey.from_user_string(f"{MODEL}/evaluate"))
+    assert models.instance.get_run_by_id(evaluate.run_id).tags["platform/trigger"] == "upstream-published"
+    assert f"| champion v{champion} |" in models.latest(f"{MODEL}/evaluate")["metrics"], "compared with prod"
+    run = registry().client().get_run(registry().client().get_model_version(MODEL, build["version"]).run_id)
+    assert run.data.tags[f"platform.dataset.{DATASET}"] == new_data

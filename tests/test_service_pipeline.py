@@ -57,7 +57,9 @@ def test_cli_materialize_through_prod_serves_health(platform: Platform) -> None:
 def test_first_delivery_records_versions_gates_and_health(delivered: Platform) -> None:
     build = delivered.latest(f"{SERVICE}/build")
     version = build["version"]
-    assert build["tests_passed"] == 5 and build["tests_failed"] == 0
+    written = sum(p.read_text().count("\ndef test_") for p in (delivered.catalog / SERVICE / "tests").glob("test_*.py"))
+    assert build["tests_failed"] == 0 and build["tests_passed"] + build["tests_skipped"] == written
+    assert build["tests_skipped"] == 1, "the churn-model contract test needs a deployed model; none here"
     assert delivered.latest(f"{SERVICE}/evaluate")["gates_passed"] is True
     for env in ("staging", "prod"):
         deployed = delivered.latest(f"{SERVICE}/{env}")

@@ -57,6 +57,7 @@ class StageContext:
     resources: Any = None
     run_id: str | None = None
     platform_image: str | None = None  # the code location's image, when the run has one (Kubernetes)
+    run_tags: dict[str, str] = field(default_factory=dict)  # what asked for this run (sensors tag their requests)
     upstream_versions: dict[str, str] = field(default_factory=dict)
 
     @property

@@ -15,6 +15,7 @@ import hashlib
 import json
 import sys
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -36,6 +37,8 @@ if TYPE_CHECKING:
     from resources.mlflow_registry import MlflowRegistry
 
 HOLDOUT = "holdout.parquet"
+ADOPT_TAG = "platform/model_version"  # run tag: adopt this registered version instead of training
+ADOPTED_TAG = "platform.adopted_by_run"
 SERVER_PORT = 8080
 ROC_PLOT = "roc.png"
 DATASET_TAG = "platform.dataset."
@@ -100,78 +103,30 @@ class ModelHandler(KindHandler):
     resources = frozenset({"mlflow", "warehouse"})
 
     def version(self, ctx: StageContext) -> str | None:
-        """The registered version trained from the same code, settings and data, if any."""
-        return _registry(ctx).version_with_fingerprint(ctx.name, _fingerprint(ctx))
+        """The registered version trained from the same code, settings and data, if any; or the
+        version registered outside the platform that this run was asked to adopt."""
+        return ctx.run_tags.get(ADOPT_TAG) or _registry(ctx).version_with_fingerprint(ctx.name, _fingerprint(ctx))
 
     def reusable(self, ctx: StageContext, record: dict[str, Any]) -> bool:
         return ctx.artifacts.exists(ctx.name, record["version"], HOLDOUT)
 
     def build(self, ctx: StageContext, version: str | None) -> dict[str, Any]:
-        import mlflow
-        from mlflow.data.code_dataset_source import CodeDatasetSource
-        from mlflow.models import infer_signature
-
-        from platform_assets.handlers.model_training import (
-            classification_metrics,
-            load_trainer,
-            normalise,
-            positive_scores,
-            split_features,
-        )
-
-        settings: ModelSettings = ctx.spec.model
-        registry = _registry(ctx)
-        dataset, dataset_version, schema = pinned_table(ctx, settings.training_table, "model.training_table")
-        frame = normalise(ctx.resources.warehouse.frame(schema, settings.training_table))
-        missing = sorted({settings.label, *settings.exclude} - set(frame.columns))
-        if missing:
-            raise BuildFailed(f"{ctx.deliverable.path}: fields 'model.label'/'model.exclude' name "
-                              f"{', '.join(missing)}, not columns of {settings.training_table} "
-                              f"({', '.join(frame.columns)})")
-        x_train, x_test, y_train, y_test = split_features(
-            frame, settings.label, settings.exclude, settings.test_fraction, settings.random_state)
-        train = load_trainer(ctx.deliverable.path, settings.trainer)
-        fingerprint = _fingerprint(ctx)
-        registry.activate()
-        lineage = {f"{DATASET_TAG}{dataset}": dataset_version,
-                   "platform.training_table": f"{schema}.{settings.training_table}"}
-        with mlflow.start_run(experiment_id=registry.experiment_id(ctx.name), run_name=f"{ctx.name} build",
-                              tags={"platform.deliverable": ctx.name, FINGERPRINT_TAG: fingerprint,
-                                    "dagster_run_id": ctx.run_id or "", **lineage}) as run:
-            mlflow.log_params({**settings.params, "label": settings.label, "test_fraction": settings.test_fraction,
-                               "random_state": settings.random_state, "features": len(x_train.columns)})
-            source = CodeDatasetSource({"warehouse": ctx.resources.warehouse.location(), **lineage})
-            mlflow.log_input(mlflow.data.from_pandas(frame, source=source, targets=settings.label,
-                                                     name=f"{dataset}@{dataset_version}"), context="training")
-            try:
-                estimator = train(x_train, y_train, dict(settings.params))
-                probabilities = estimator.predict_proba(x_test)
-            except Exception as exc:
-                raise BuildFailed(f"{ctx.deliverable.path}: the trainer '{settings.trainer}' failed: {exc!r}") from exc
-            metrics = classification_metrics(y_test, positive_scores(probabilities))
-            mlflow.log_metrics(metrics)
-            info = _log_model(ctx, estimator, infer_signature(x_test, probabilities), x_test.head(3))
-        version = str(info.registered_model_version)
+        data = _training_data(ctx)
+        if version is not None and ctx.run_tags.get(ADOPT_TAG) == version:
+            record = _adopt(ctx, version, data)
+        else:
+            record = _train(ctx, data)
         with tempfile.TemporaryDirectory() as tmp:
-            x_test.assign(**{settings.label: y_test}).to_parquet(Path(tmp) / HOLDOUT)
-            ctx.artifacts.put_file(ctx.name, version, Path(tmp) / HOLDOUT)
-        client = registry.client()
-        for key, value in {**lineage, FINGERPRINT_TAG: fingerprint}.items():  # the fingerprint last: it marks complete
-            client.set_model_version_tag(ctx.name, version, key, value)
-        ctx.log.info(f"registered {ctx.name} version {version} from run {run.info.run_id}: roc_auc "
-                     f"{metrics['roc_auc']:.4f} on {len(x_test)} holdout rows of {dataset} {dataset_version}")
+            data.x_test.assign(**{ctx.spec.model.label: data.y_test}).to_parquet(Path(tmp) / HOLDOUT)
+            ctx.artifacts.put_file(ctx.name, record["version"], Path(tmp) / HOLDOUT)
         return {
-            "version": version,
-            "run_id": run.info.run_id,
-            "experiment_id": run.info.experiment_id,
-            "model_uri": f"models:/{ctx.name}/{version}",
-            "tracking_uri": registry.uri(),
-            "metrics": metrics,
-            "features": {c: str(t) for c, t in x_train.dtypes.items()},
-            "input_example": json.loads(x_test.head(3).to_json(orient="records")),
-            "training": {"dataset": dataset, "dataset_version": dataset_version,
-                         "table": f"{schema}.{settings.training_table}", "train_rows": len(x_train),
-                         "holdout_rows": len(x_test)},
+            **record,
+            "model_uri": f"models:/{ctx.name}/{record['version']}",
+            "tracking_uri": _registry(ctx).uri(),
+            "features": {c: str(t) for c, t in data.x_train.dtypes.items()},
+            "input_example": json.loads(data.x_test.head(3).to_json(orient="records")),
+            "training": {"dataset": data.dataset, "dataset_version": data.dataset_version,
+                         "table": data.table, "train_rows": len(data.x_train), "holdout_rows": len(data.x_test)},
             "upstream_versions": ctx.upstream_versions,
         }
 
@@ -313,6 +268,103 @@ class ModelHandler(KindHandler):
         summary = "; ".join(problems) or (f"serves {ctx.name} {deployment['version']} as "
                                           f"{deployment['model_uri']}; /predict needs the token")
         return GateResult("healthy", not problems, summary, {"predict_url": deployment["predict_url"]})
+
+
+@dataclass(frozen=True)
+class TrainingData:
+    """The pinned table, split the way every build of this spec splits it."""
+
+    dataset: str
+    dataset_version: str
+    table: str
+    frame: pd.DataFrame
+    x_train: pd.DataFrame
+    x_test: pd.DataFrame
+    y_train: pd.Series
+    y_test: pd.Series
+
+    @property
+    def lineage(self) -> dict[str, str]:
+        return {f"{DATASET_TAG}{self.dataset}": self.dataset_version, "platform.training_table": self.table}
+
+
+def _training_data(ctx: StageContext) -> TrainingData:
+    from platform_assets.handlers.model_training import normalise, split_features
+
+    settings: ModelSettings = ctx.spec.model
+    dataset, dataset_version, schema = pinned_table(ctx, settings.training_table, "model.training_table")
+    frame = normalise(ctx.resources.warehouse.frame(schema, settings.training_table))
+    missing = sorted({settings.label, *settings.exclude} - set(frame.columns))
+    if missing:
+        raise BuildFailed(f"{ctx.deliverable.path}: fields 'model.label'/'model.exclude' name "
+                          f"{', '.join(missing)}, not columns of {settings.training_table} "
+                          f"({', '.join(frame.columns)})")
+    x_train, x_test, y_train, y_test = split_features(
+        frame, settings.label, settings.exclude, settings.test_fraction, settings.random_state)
+    return TrainingData(dataset, dataset_version, f"{schema}.{settings.training_table}", frame,
+                        x_train, x_test, y_train, y_test)
+
+
+def _train(ctx: StageContext, data: TrainingData) -> dict[str, Any]:
+    """Train with the deliverable's trainer, log the run and register a version."""
+    import mlflow
+    from mlflow.data.code_dataset_source import CodeDatasetSource
+    from mlflow.models import infer_signature
+
+    from platform_assets.handlers.model_training import classification_metrics, load_trainer, positive_scores
+
+    settings: ModelSettings = ctx.spec.model
+    registry = _registry(ctx)
+    train = load_trainer(ctx.deliverable.path, settings.trainer)
+    fingerprint = _fingerprint(ctx)
+    registry.activate()
+    with mlflow.start_run(experiment_id=registry.experiment_id(ctx.name), run_name=f"{ctx.name} build",
+                          tags={"platform.deliverable": ctx.name, FINGERPRINT_TAG: fingerprint,
+                                "dagster_run_id": ctx.run_id or "", **data.lineage}) as run:
+        mlflow.log_params({**settings.params, "label": settings.label, "test_fraction": settings.test_fraction,
+                           "random_state": settings.random_state, "features": len(data.x_train.columns)})
+        source = CodeDatasetSource({"warehouse": ctx.resources.warehouse.location(), **data.lineage})
+        mlflow.log_input(mlflow.data.from_pandas(data.frame, source=source, targets=settings.label,
+                                                 name=f"{data.dataset}@{data.dataset_version}"), context="training")
+        try:
+            estimator = train(data.x_train, data.y_train, dict(settings.params))
+            probabilities = estimator.predict_proba(data.x_test)
+        except Exception as exc:
+            raise BuildFailed(f"{ctx.deliverable.path}: the trainer '{settings.trainer}' failed: {exc!r}") from exc
+        metrics = classification_metrics(data.y_test, positive_scores(probabilities))
+        mlflow.log_metrics(metrics)
+        info = _log_model(ctx, estimator, infer_signature(data.x_test, probabilities), data.x_test.head(3))
+    version = str(info.registered_model_version)
+    client = registry.client()
+    for key, value in {**data.lineage, FINGERPRINT_TAG: fingerprint}.items():  # the fingerprint last: marks complete
+        client.set_model_version_tag(ctx.name, version, key, value)
+    ctx.log.info(f"registered {ctx.name} version {version} from run {run.info.run_id}: roc_auc "
+                 f"{metrics['roc_auc']:.4f} on {len(data.x_test)} holdout rows of {data.dataset} "
+                 f"{data.dataset_version}")
+    return {"version": version, "run_id": run.info.run_id, "experiment_id": run.info.experiment_id,
+            "metrics": metrics}
+
+
+def _adopt(ctx: StageContext, version: str, data: TrainingData) -> dict[str, Any]:
+    """A version registered outside the platform (from a notebook, say) enters the pipeline: scored
+    on the same holdout a platform build would use, then gated like any other."""
+    from mlflow.exceptions import MlflowException
+
+    client = _registry(ctx).client()
+    try:
+        registered = client.get_model_version(ctx.name, version)
+    except MlflowException as exc:
+        raise BuildFailed(f"{ctx.name} version {version} is not in the registry at {_registry(ctx).uri()}") from exc
+    scored = _score(ctx, version, data.x_test.assign(**{ctx.spec.model.label: data.y_test}), ctx.spec.model.label)
+    if "error" in scored:
+        raise BuildFailed(f"{ctx.name} version {version} (registered outside the platform) cannot score "
+                          f"{data.table}: {scored['error']}")
+    for key, value in {**data.lineage, ADOPTED_TAG: ctx.run_id or "true"}.items():
+        client.set_model_version_tag(ctx.name, version, key, value)
+    ctx.log.info(f"adopted {ctx.name} version {version} registered from run {registered.run_id}: roc_auc "
+                 f"{scored['metrics']['roc_auc']:.4f} on {len(data.x_test)} holdout rows")
+    return {"version": version, "run_id": registered.run_id, "experiment_id": None, "metrics": scored["metrics"],
+            "adopted": True}
 
 
 def _log_model(ctx: StageContext, estimator: Any, signature: Any, example: pd.DataFrame) -> Any:

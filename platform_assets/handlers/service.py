@@ -107,6 +107,7 @@ class ServiceHandler(KindHandler):
         return {
             "tests_passed": tests["passed"],
             "tests_failed": tests["failed"] + tests["errors"],
+            "tests_skipped": tests.get("skipped", 0),
             "contract_version": record["contract_version"],
             "wheel": record["wheel"],
         }

@@ -1,0 +1,139 @@
+"""Automated promotion: one sensor moves healthy versions along every deliverable's path.
+
+A tick reads the latest deploy materialization of every (deliverable, environment) in one batched
+event-log query, and the approvals recorded since the previous tick in one more. A version that
+is healthy in an environment is requested for the next one when the spec's `promotion` policy
+allows it: `auto`, or `manual` with an approval of that version for that environment by one of
+its `approvers`. The run key is `promote:<name>:<version>:<env>`, so the daemon never launches
+the same promotion twice (a repeated tick, a restart mid-tick), and the cursor remembers what was
+requested, so a tick over unchanged state requests nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from dataclasses import dataclass, field
+from itertools import pairwise
+from typing import Any
+
+import dagster as dg
+
+from platform_assets.catalog import Catalog
+from platform_assets.settings import PlatformSettings
+from platform_assets.stages import TRIGGER_TAG, env_key, recorded
+
+APPROVAL_EVENT = "approval"
+
+
+@dataclass(frozen=True)
+class Promotion:
+    deliverable: str
+    version: str
+    environment: str
+    source: str
+
+    @property
+    def run_key(self) -> str:
+        return f"promote:{self.deliverable}:{self.version}:{self.environment}"
+
+    def run_request(self) -> dg.RunRequest:
+        return dg.RunRequest(
+            run_key=self.run_key,
+            asset_selection=[env_key(self.deliverable, self.environment)],
+            tags={TRIGGER_TAG: "promotion", "platform/deliverable": self.deliverable,
+                  "platform/version": self.version, "platform/environment": self.environment},
+        )
+
+
+@dataclass
+class PromotionCursor:
+    """Approvals seen so far (name, env, version) and the promotions already requested."""
+
+    after_storage_id: int = 0
+    approvals: set[tuple[str, str, str]] = field(default_factory=set)
+    requested: set[str] = field(default_factory=set)
+
+    @classmethod
+    def parse(cls, text: str | None) -> PromotionCursor:
+        if not text:
+            return cls()
+        raw = json.loads(text)
+        return cls(raw["after"], {tuple(a) for a in raw["approvals"]}, set(raw["requested"]))  # type: ignore[misc]
+
+    def dump(self) -> str:
+        return json.dumps({"after": self.after_storage_id, "approvals": sorted(self.approvals),
+                           "requested": sorted(self.requested)})
+
+
+def approval_metadata(version: str, user: str, environment: str) -> dict[str, Any]:
+    return {"event": APPROVAL_EVENT, "version": version, "approved_by": user, "environment": environment}
+
+
+def read_new_approvals(instance: dg.DagsterInstance, cursor: PromotionCursor) -> None:
+    """Every approval observation recorded after the cursor, in one query, into the cursor.
+
+    `fetch_observations` reads one asset key per query; across the catalog only the event-records
+    query does it in one, hence its deprecation warning is silenced here.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        records = instance.get_event_records(
+            dg.EventRecordsFilter(event_type=dg.DagsterEventType.ASSET_OBSERVATION,
+                                  after_cursor=cursor.after_storage_id or None),
+            ascending=True,
+        )
+    for record in records:
+        cursor.after_storage_id = max(cursor.after_storage_id, record.storage_id)
+        observation = record.asset_observation
+        metadata = {k: v.value for k, v in (observation.metadata if observation else {}).items()}
+        if metadata.get("event") == APPROVAL_EVENT and observation is not None:
+            name = observation.asset_key.path[0]
+            cursor.approvals.add((name, str(metadata["environment"]), str(metadata["version"])))
+
+
+def plan_promotions(catalog: Catalog, settings: PlatformSettings, events: dict[dg.AssetKey, Any],
+                    approvals: set[tuple[str, str, str]]) -> list[Promotion]:
+    """What may move now: healthy in the previous environment, not yet in the next, policy satisfied."""
+    environments = settings.environment_names
+    planned = []
+    for deliverable in catalog:
+        for previous, env in pairwise(environments):
+            source = recorded(events.get(env_key(deliverable.name, previous)))
+            if source is None or source.metadata.get("healthy") is not True:
+                continue
+            current = recorded(events.get(env_key(deliverable.name, env)))
+            if current is not None and current.version == source.version:
+                continue
+            policy = deliverable.spec.policy(env)
+            if policy.mode == "manual" and (deliverable.name, env, source.version) not in approvals:
+                continue
+            planned.append(Promotion(deliverable.name, source.version, env, previous))
+    return planned
+
+
+def promotion_tick(instance: dg.DagsterInstance, catalog: Catalog, settings: PlatformSettings,
+                   cursor_text: str | None) -> tuple[list[Promotion], str]:
+    """One tick as plain logic: the promotions to request and the next cursor."""
+    cursor = PromotionCursor.parse(cursor_text)
+    read_new_approvals(instance, cursor)
+    keys = [env_key(d.name, env) for d in catalog for env in settings.environment_names]
+    events = instance.get_latest_materialization_events(keys)
+    planned = plan_promotions(catalog, settings, events, cursor.approvals)
+    new = [p for p in planned if p.run_key not in cursor.requested]
+    cursor.requested = {p.run_key for p in planned}  # what is still pending; done ones drop out
+    return new, cursor.dump()
+
+
+def promotion_sensor(catalog: Catalog, settings: PlatformSettings) -> dg.SensorDefinition:
+    keys = [env_key(d.name, env) for d in catalog for env in settings.environment_names[1:]]
+
+    @dg.sensor(name="platform_promotion", minimum_interval_seconds=settings.automation.sensor_interval_s,
+               target=dg.AssetSelection.assets(*keys),
+               default_status=dg.DefaultSensorStatus.RUNNING,
+               description="Moves healthy versions to the next environment by each spec's promotion policy.")
+    def _sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
+        promotions, cursor = promotion_tick(context.instance, catalog, settings, context.cursor)
+        return dg.SensorResult(run_requests=[p.run_request() for p in promotions], cursor=cursor)
+
+    return _sensor

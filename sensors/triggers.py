@@ -1,0 +1,220 @@
+"""What starts a delivery without a person: source changes, upstream publications and schedules.
+
+Each trigger is one sensor over the whole catalog (never one per deliverable) and requests the
+same selection, `<name>/build`, `<name>/evaluate` and the first environment; the gates and the
+promotion sensor (sensors/promotion.py) take it from there. Run keys name the cause, so a
+repeated tick or a daemon restart never launches the same delivery twice. The first tick of a
+sensor records a baseline and requests nothing: starting the daemon does not rebuild the world.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+import dagster as dg
+
+from platform_assets.catalog import Catalog
+from platform_assets.fingerprint import source_digest, source_files
+from platform_assets.settings import PlatformSettings
+from platform_assets.specs import Deliverable
+from platform_assets.stages import TRIGGER_TAG, build_key, env_key, evaluate_key, recorded
+from resources.mlflow_registry import MlflowRegistry
+
+SOURCE_KINDS = frozenset({"service", "notebook", "model"})  # kinds whose version follows their folder
+
+
+def delivery_request(deliverable: str, first_env: str, run_key: str, trigger: str,
+                     tags: dict[str, str] | None = None) -> dg.RunRequest:
+    """Build, evaluate and deploy to the first environment (the deploy refuses a version whose gates failed)."""
+    return dg.RunRequest(
+        run_key=run_key,
+        asset_selection=[build_key(deliverable), evaluate_key(deliverable), env_key(deliverable, first_env)],
+        tags={TRIGGER_TAG: trigger, "platform/deliverable": deliverable, **(tags or {})},
+    )
+
+
+def stat_signature(deliverable: Deliverable) -> str:
+    """Names, sizes and mtimes of the source files: cheap to read, changes whenever a file does."""
+    digest = hashlib.sha256()
+    for path in source_files(deliverable.folder):
+        stat = path.stat()
+        digest.update(f"{path}\0{stat.st_size}\0{stat.st_mtime_ns}\0".encode())
+    return digest.hexdigest()[:16]
+
+
+def source_tick(catalog: Catalog, settings: PlatformSettings,
+                cursor_text: str | None) -> tuple[list[dg.RunRequest], str]:
+    """Deliverables whose source digest changed since the last tick (files are re-read only when
+    their names, sizes or mtimes changed)."""
+    seen: dict[str, list[str]] = json.loads(cursor_text) if cursor_text else {}
+    first_env = settings.environment_names[0]
+    requests, now = [], {}
+    for deliverable in catalog:
+        if deliverable.kind not in SOURCE_KINDS:
+            continue
+        signature = stat_signature(deliverable)
+        before = seen.get(deliverable.name)
+        if before and before[0] == signature:
+            now[deliverable.name] = before
+            continue
+        digest = source_digest(deliverable.folder)
+        now[deliverable.name] = [signature, digest]
+        if before and before[1] != digest:
+            requests.append(delivery_request(deliverable.name, first_env, f"source:{deliverable.name}:{digest}",
+                                             "source-change", {"platform/source_digest": digest}))
+    return requests, json.dumps(now, sort_keys=True)
+
+
+def upstream_tick(instance: dg.DagsterInstance, catalog: Catalog, settings: PlatformSettings,
+                  cursor_text: str | None) -> tuple[list[dg.RunRequest], str]:
+    """A new version in an upstream's last environment redelivers its downstream deliverables."""
+    last, first = settings.last_environment, settings.environment_names[0]
+    downstream: dict[str, list[str]] = {}
+    for deliverable in catalog:
+        for upstream in deliverable.spec.depends_on:
+            downstream.setdefault(upstream, []).append(deliverable.name)
+    published_keys = {name: env_key(name, last) for name in downstream}
+    events = instance.get_latest_materialization_events(list(published_keys.values()))
+    seen: dict[str, str] = json.loads(cursor_text) if cursor_text is not None else {}
+    now, requests = {}, []
+    for upstream, key in published_keys.items():
+        published = recorded(events.get(key))
+        if published is None or published.metadata.get("healthy") is False:
+            if upstream in seen:
+                now[upstream] = seen[upstream]
+            continue
+        now[upstream] = published.version
+        if cursor_text is None or seen.get(upstream) == published.version:
+            continue
+        for name in downstream[upstream]:
+            requests.append(delivery_request(
+                name, first, f"upstream:{name}:{upstream}:{published.version}", "upstream-published",
+                {"platform/upstream": f"{upstream}@{published.version}"}))
+    return requests, json.dumps(now, sort_keys=True)
+
+
+def schedule_tick(catalog: Catalog, settings: PlatformSettings, cursor_text: str | None,
+                  now: datetime | None = None) -> tuple[list[dg.RunRequest], str]:
+    """Deliverables whose `schedule:` (cron, UTC) had a tick since the previous evaluation."""
+    from dagster._utils.schedules import cron_string_iterator
+
+    now = now or datetime.now(UTC)
+    since = datetime.fromtimestamp(float(cursor_text), UTC) if cursor_text else now
+    first = settings.environment_names[0]
+    requests = []
+    for deliverable in catalog:
+        cron = deliverable.spec.schedule
+        if not cron or since >= now:
+            continue
+        ticks = cron_string_iterator(since.timestamp(), cron, "UTC")
+        due = [t for t in _until(ticks, now) if t > since]
+        if due:
+            when = due[-1].strftime("%Y-%m-%dT%H:%M")
+            requests.append(delivery_request(deliverable.name, first, f"schedule:{deliverable.name}:{when}",
+                                             "schedule", {"platform/scheduled_for": when}))
+    return requests, str(now.timestamp())
+
+
+def _until(ticks: Any, end: datetime) -> list[datetime]:
+    due = []
+    for tick in ticks:
+        if tick > end:
+            break
+        due.append(tick)
+    return due
+
+
+def trigger_sensors(catalog: Catalog, settings: PlatformSettings) -> list[dg.SensorDefinition]:
+    """The source, upstream and schedule sensors (those the catalog has anything for)."""
+    interval = settings.automation.sensor_interval_s
+    first = settings.environment_names[0]
+    delivered = [k for d in catalog for k in (build_key(d.name), evaluate_key(d.name), env_key(d.name, first))]
+    if not delivered:
+        return []
+    target = dg.AssetSelection.assets(*delivered)
+    sensors = []
+
+    if any(d.kind in SOURCE_KINDS for d in catalog):
+        @dg.sensor(name="platform_source_changes", minimum_interval_seconds=interval, target=target,
+                   default_status=dg.DefaultSensorStatus.RUNNING,
+                   description="Delivers services, notebooks and models whose source changed.")
+        def source_changes(context: dg.SensorEvaluationContext) -> dg.SensorResult:
+            requests, cursor = source_tick(catalog, settings, context.cursor)
+            return dg.SensorResult(run_requests=requests, cursor=cursor)
+
+        sensors.append(source_changes)
+
+    if any(d.spec.depends_on for d in catalog):
+        @dg.sensor(name="platform_upstream_published", minimum_interval_seconds=interval, target=target,
+                   default_status=dg.DefaultSensorStatus.RUNNING,
+                   description="Redelivers what depends on a deliverable when it publishes a new version.")
+        def upstream_published(context: dg.SensorEvaluationContext) -> dg.SensorResult:
+            requests, cursor = upstream_tick(context.instance, catalog, settings, context.cursor)
+            return dg.SensorResult(run_requests=requests, cursor=cursor)
+
+        sensors.append(upstream_published)
+
+    if any(d.spec.schedule for d in catalog):
+        @dg.sensor(name="platform_schedules", minimum_interval_seconds=60, target=target,
+                   default_status=dg.DefaultSensorStatus.RUNNING,
+                   description="Rebuilds deliverables on the cron `schedule:` of their spec (UTC).")
+        def schedules(context: dg.SensorEvaluationContext) -> dg.SensorResult:
+            requests, cursor = schedule_tick(catalog, settings, context.cursor)
+            return dg.SensorResult(run_requests=requests, cursor=cursor)
+
+        sensors.append(schedules)
+    registrations = registration_sensor(catalog, settings)
+    return [*sensors, *([registrations] if registrations else [])]
+
+
+def registration_tick(registry: MlflowRegistry, catalog: Catalog, settings: PlatformSettings,
+                      cursor_text: str | None) -> tuple[list[dg.RunRequest], str]:
+    """Model versions registered in MLflow outside the platform (no platform run behind them) are
+    adopted: evaluated against the champion and, if their gates pass, deployed to the first env."""
+    from platform_assets.handlers.model import ADOPT_TAG
+
+    models = [d.name for d in catalog if d.kind == "model"]
+    seen: dict[str, int] = json.loads(cursor_text) if cursor_text is not None else {}
+    client = registry.client()
+    now, requests = dict(seen), []
+    for name in models:
+        versions = client.search_model_versions(f"name = '{name}'")
+        newest = max((int(v.version) for v in versions), default=0)
+        now[name] = max(newest, seen.get(name, 0))
+        if cursor_text is None:
+            continue
+        fresh = sorted((v for v in versions if int(v.version) > seen.get(name, 0)), key=lambda v: int(v.version))
+        for version in fresh:
+            if _built_by_platform(client, version):
+                continue
+            requests.append(delivery_request(name, settings.environment_names[0],
+                                             f"registered:{name}:{version.version}", "model-registered",
+                                             {ADOPT_TAG: str(version.version)}))
+    return requests, json.dumps(now, sort_keys=True)
+
+
+def _built_by_platform(client: Any, version: Any) -> bool:
+    """Platform builds train in a run tagged `platform.deliverable`; anything else came from outside."""
+    if not version.run_id:
+        return False
+    return "platform.deliverable" in client.get_run(version.run_id).data.tags
+
+
+def registration_sensor(catalog: Catalog, settings: PlatformSettings) -> dg.SensorDefinition | None:
+    models = [d.name for d in catalog if d.kind == "model"]
+    if not models:
+        return None
+    first = settings.environment_names[0]
+    target = dg.AssetSelection.assets(*(k for m in models for k in (build_key(m), evaluate_key(m), env_key(m, first))))
+
+    @dg.sensor(name="platform_model_registrations", minimum_interval_seconds=settings.automation.sensor_interval_s,
+               target=target, default_status=dg.DefaultSensorStatus.RUNNING,
+               description="Evaluates model versions registered in MLflow outside the platform.")
+    def model_registrations(context: dg.SensorEvaluationContext, mlflow: MlflowRegistry) -> dg.SensorResult:
+        requests, cursor = registration_tick(mlflow, catalog, settings, context.cursor)
+        return dg.SensorResult(run_requests=requests, cursor=cursor)
+
+    return model_registrations
