@@ -43,7 +43,9 @@ class DeliverableSpec(StrictModel):
     @field_validator("schedule")
     @classmethod
     def _cron(cls, value: str | None) -> str | None:
-        if value is not None and len(value.split()) != 5:
+        from dagster._utils.schedules import is_valid_cron_string
+
+        if value is not None and (len(value.split()) != 5 or not is_valid_cron_string(value)):
             raise ValueError(f"'{value}' is not a cron expression; write five fields (minute hour day month "
                              "weekday, UTC), e.g. '0 3 * * *' for 03:00 every day")
         return value

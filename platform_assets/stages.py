@@ -205,7 +205,7 @@ def _roll_back_unhealthy(context: dg.AssetExecutionContext, ctx: StageContext, e
     name = ctx.name
     previous = next((d for d in deploy_history(context.instance, name, env)
                      if d.version != version and d.metadata.get("healthy") is True), None)
-    failure = {"event": "deploy_unhealthy", "attempted_version": version, "reason": health.description,
+    failure = {"event": "deploy_unhealthy", "attempted_version": version, "reason": health.summary,
                "restored_version": previous.version if previous else None}
     context.log_event(dg.AssetObservation(asset_key=env_key(name, env), metadata=failure))
     if previous is None:
@@ -218,7 +218,7 @@ def _roll_back_unhealthy(context: dg.AssetExecutionContext, ctx: StageContext, e
         **{k: v for k, v in restored.items() if k != "version"}, "version": previous.version, "environment": env,
         "healthy": check.passed, "rollback_from": version, "trigger": "auto-rollback",
     })))
-    raise dg.Failure(f"{name} {version} deployed to {env} but is not healthy ({health.description}); rolled back "
+    raise dg.Failure(f"{name} {version} deployed to {env} but is not healthy ({health.summary}); rolled back "
                      f"to {previous.version}, which is {'healthy' if check.passed else 'NOT healthy either'}",
                      metadata=failure)
 

@@ -104,6 +104,14 @@ def status_json() -> list[dict]:
     return json.loads(completed.stdout)
 
 
+def record_deploy(instance: dg.DagsterInstance, name: str, env: str, version: str, healthy: bool = True) -> None:
+    """A deploy as `run_deploy` records it (a materialization with `version` and `healthy`), without running it."""
+    from platform_assets.stages import env_key
+
+    instance.report_runless_asset_event(dg.AssetMaterialization(
+        asset_key=env_key(name, env), metadata={"version": version, "environment": env, "healthy": healthy}))
+
+
 def copy_deliverable(name: str, catalog: Path, standalone: bool = False) -> Path:
     """A demo deliverable in a test catalog; `standalone` drops its depends_on (tests of one kind alone)."""
     folder = catalog / name

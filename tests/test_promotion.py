@@ -21,6 +21,7 @@ from platform_assets.settings import PlatformSettings, load_settings
 from platform_assets.stages import env_key, evaluate_key
 from sensors.promotion import promotion_sensor, promotion_tick
 from tests.conftest import copy_deliverable
+from tests.conftest import record_deploy as deployed
 
 SERVICE, MODEL = "recommendations-api", "churn-model"
 
@@ -46,11 +47,6 @@ def catalog(tmp_path: Path, settings: PlatformSettings) -> Catalog:
 def instance() -> Iterator[dg.DagsterInstance]:
     with dg.instance_for_test() as instance:
         yield instance
-
-
-def deployed(instance: dg.DagsterInstance, name: str, env: str, version: str, healthy: bool = True) -> None:
-    instance.report_runless_asset_event(dg.AssetMaterialization(
-        asset_key=env_key(name, env), metadata={"version": version, "environment": env, "healthy": healthy}))
 
 
 def tick(instance: dg.DagsterInstance, catalog: Catalog, settings: PlatformSettings,

@@ -160,3 +160,61 @@ def test_wrong_app_path_fails_the_build_naming_the_field(platform: Platform) -> 
     message = result.failure_data_for_node("recommendations_api__build").error.message
     assert "could not be built" in message and "No module named 'recommendations_api.api'" in message
     assert "Check field 'service.app' (recommendations_api.api:app)" in message and str(spec) in message
+
+
+def history_json(name: str) -> list[dict]:
+    completed = cli("history", name, "--json")
+    assert completed.returncode == 0, completed.stderr
+    return json.loads(completed.stdout)
+
+
+def test_version_unhealthy_after_start_is_rolled_back_automatically(delivered: Platform) -> None:
+    """Starts healthy, then its health check fails: staging goes back to the last healthy version,
+    the run fails, and both the failure and the restore are in the event log (and `deliver history`)."""
+    good = delivered.latest(f"{SERVICE}/staging")["version"]
+    edit(delivered, "src/recommendations_api/app.py", "def health() -> Health:\n",
+         "def health() -> Health:\n    HEALTH_CALLS.append(1)\n    if len(HEALTH_CALLS) > 1:\n"
+         "        raise HTTPException(status_code=503, detail='degraded after start')\n")
+    edit(delivered, "src/recommendations_api/app.py", "RETENTION_THRESHOLD = 0.5\n",
+         "RETENTION_THRESHOLD = 0.5\nHEALTH_CALLS: list[int] = []\n")
+
+    result = delivered.materialize(f"{SERVICE}/build", f"{SERVICE}/evaluate", f"{SERVICE}/staging")
+
+    bad = delivered.latest(f"{SERVICE}/build")["version"]
+    assert not result.success and bad != good
+    failure = result.failure_data_for_node("recommendations_api__staging").error.message
+    assert f"{bad} deployed to staging but is not healthy" in failure and f"rolled back to {good}" in failure
+    restored = delivered.latest(f"{SERVICE}/staging")
+    assert (restored["version"], restored["rollback_from"], restored["trigger"], restored["healthy"]) == (
+        good, bad, "auto-rollback", True)
+    assert health(restored["url"])["version"] == good
+    [unhealthy] = delivered.instance.fetch_observations(dg.AssetKey.from_user_string(f"{SERVICE}/staging"), 5).records
+    assert unhealthy.asset_observation.metadata["attempted_version"].value == bad
+    newest = history_json(SERVICE)[:2]
+    assert [(e["event"], e["version"]) for e in newest] == [("rollback", good), ("deploy_unhealthy", bad)], newest
+
+
+def test_cli_rolls_back_promotes_again_and_shows_the_history(delivered: Platform) -> None:
+    first = delivered.latest(f"{SERVICE}/prod")["version"]
+    edit(delivered, "src/recommendations_api/app.py", 'version="1.3.0"', 'version="1.3.1"')
+    assert delivered.materialize(*THROUGH_PROD).success
+    second = delivered.latest(f"{SERVICE}/prod")["version"]
+
+    rolled = cli("rollback", SERVICE, "--env", "prod")
+    back = delivered.latest(f"{SERVICE}/prod")
+    never = cli("rollback", SERVICE, "--env", "prod", "--to", "0000000")
+    promoted = cli("promote", SERVICE, "--env", "prod")
+    again = delivered.latest(f"{SERVICE}/prod")
+
+    assert rolled.returncode == 0, rolled.stderr[-2000:]
+    assert (back["version"], back["rollback_from"], back["trigger"], back["healthy"]) == (
+        first, second, "cli-rollback", True)
+    assert never.returncode == 2 and "0000000 was never healthy in prod" in never.stderr
+    assert promoted.returncode == 0, promoted.stderr[-2000:]
+    assert (again["version"], again["trigger"]) == (second, "cli-promote")
+    assert health(again["url"])["version"] == second
+    trail = [(e["asset"], e["event"], e["version"]) for e in history_json(SERVICE)]
+    assert trail[:3] == [(f"{SERVICE}/prod", "deploy", second), (f"{SERVICE}/prod", "rollback", first),
+                         (f"{SERVICE}/prod", "deploy", second)], trail
+    assert (f"{SERVICE}/evaluate", "evaluate", first) in trail and (f"{SERVICE}/build", "build", first) in trail
+    assert f"rollback       {first}" in cli("history", SERVICE).stdout

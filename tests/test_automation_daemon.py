@@ -1,0 +1,124 @@
+"""End to end with the real `dagster-daemon`: a source change reaches prod without a manual step.
+
+The daemon runs on this test's DAGSTER_HOME with the project's workspace.yaml, so its sensors and
+the runs it launches load the platform's definitions in their own processes, as under `make dev`.
+Its platform.yaml is a copy with a 2-second sensor interval. The catalog holds two copies of the
+demo service: `recommendations-api` is promoted to prod automatically, `recommendations-eu` waits
+in staging for an approval by alice.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import dagster as dg
+import pytest
+import yaml
+from dagster._core.scheduler.instigation import InstigatorType
+
+from platform_assets.settings import PROJECT_ROOT, load_settings
+from tests.conftest import Platform, cli
+
+SERVICE, EU = "recommendations-api", "recommendations-eu"
+DAEMON_DEADLINE_S = 420
+
+
+def stages(name: str, *envs: str) -> list[str]:
+    return [f"{name}/build", f"{name}/evaluate", *(f"{name}/{env}" for env in envs)]
+
+
+def wait_for(what: str, check: Callable[[], object], log: Path, deadline_s: float = DAEMON_DEADLINE_S) -> object:
+    """Poll `check` until it returns something truthy; fail with the daemon's log tail otherwise."""
+    end = time.monotonic() + deadline_s
+    while time.monotonic() < end:
+        value = check()
+        if value:
+            return value
+        time.sleep(1)
+    pytest.fail(f"timed out waiting for {what}; daemon log:\n{log.read_text()[-4000:]}")
+
+
+def sensor_cursor(instance: dg.DagsterInstance, name: str) -> str | None:
+    for state in instance.all_instigator_state(instigator_type=InstigatorType.SENSOR):
+        if state.instigator_name == name and state.instigator_data is not None:
+            return state.instigator_data.cursor  # type: ignore[union-attr]
+    return None
+
+
+def latest_version(instance: dg.DagsterInstance, key: str) -> str | None:
+    event = instance.get_latest_materialization_event(dg.AssetKey.from_user_string(key))
+    return event.asset_materialization.metadata["version"].value if event else None  # type: ignore[union-attr]
+
+
+@pytest.fixture
+def two_services(platform: Platform, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Platform:
+    eu = Path(shutil.copytree(platform.catalog / SERVICE, platform.catalog / EU))
+    spec = yaml.safe_load((eu / "deliverable.yaml").read_text())
+    spec["name"] = EU
+    spec["promotion"] = {"staging": {"mode": "auto"}, "prod": {"mode": "manual", "approvers": ["alice"]}}
+    (eu / "deliverable.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
+    config = yaml.safe_load((PROJECT_ROOT / "platform.yaml").read_text())
+    config["automation"] = {"sensor_interval_s": 2}
+    (tmp_path / "platform.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    monkeypatch.setenv("PLATFORM_CONFIG", str(tmp_path / "platform.yaml"))
+    return dataclasses.replace(platform, settings=load_settings())
+
+
+@pytest.fixture
+def daemon(two_services: Platform, tmp_path: Path) -> Iterator[Path]:
+    """`dagster-daemon run -w workspace.yaml` in its own process group; its log file is yielded."""
+    log = tmp_path / "daemon.log"
+    with log.open("w") as out:
+        process = subprocess.Popen([str(Path(sys.executable).parent / "dagster-daemon"), "run", "-w",
+                                    str(PROJECT_ROOT / "workspace.yaml")], cwd=PROJECT_ROOT, env=dict(os.environ),
+                                   stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        yield log
+    finally:
+        os.killpg(process.pid, signal.SIGKILL)  # the daemon and its code server; services stop with `platform`
+        process.wait(timeout=30)
+
+
+def test_a_source_change_reaches_prod_by_policy_without_a_manual_step(two_services: Platform, daemon: Path) -> None:
+    platform, instance = two_services, two_services.instance
+    assert platform.materialize(*stages(SERVICE, "staging", "prod"), *stages(EU, "staging")).success
+    before = {name: latest_version(instance, f"{name}/build") for name in (SERVICE, EU)}
+    wait_for("the source sensor's baseline tick", lambda: sensor_cursor(instance, "platform_source_changes"), daemon)
+
+    for name in (SERVICE, EU):
+        app = platform.catalog / name / "src" / "recommendations_api" / "app.py"
+        app.write_text(app.read_text().replace('version="1.3.0"', 'version="1.3.1"'))
+    new = {name: wait_for(f"a new build of {name}", lambda n=name: (v := latest_version(instance, f"{n}/build"))
+                          != before[n] and v, daemon) for name in (SERVICE, EU)}
+    wait_for(f"{SERVICE} {new[SERVICE]} in prod",
+             lambda: latest_version(instance, f"{SERVICE}/prod") == new[SERVICE], daemon)
+    wait_for(f"{EU} {new[EU]} in staging", lambda: latest_version(instance, f"{EU}/staging") == new[EU], daemon)
+    time.sleep(3 * 2 + 2)  # three promotion ticks: none may take the EU version to prod unapproved
+
+    assert latest_version(instance, f"{EU}/prod") is None, "manual prod waits for an approval"
+    refused = cli("approve", EU, "--version", new[EU], "--env", "prod", "--as", "mallory")
+    assert refused.returncode == 2 and "mallory is not an approver" in refused.stderr
+    approved = cli("approve", EU, "--version", new[EU], "--env", "prod", "--as", "alice")
+    assert approved.returncode == 0, approved.stderr
+    wait_for(f"{EU} {new[EU]} in prod after the approval",
+             lambda: latest_version(instance, f"{EU}/prod") == new[EU], daemon)
+
+    runs = instance.get_runs(dg.RunsFilter(tags={"dagster/sensor_name": "platform_source_changes"}))
+    promotions = instance.get_runs(dg.RunsFilter(tags={"dagster/sensor_name": "platform_promotion"}))
+    assert sorted(r.tags["platform/deliverable"] for r in runs) == [SERVICE, EU], "one delivery per change"
+    assert sorted(r.tags["dagster/run_key"] for r in promotions) == [
+        f"promote:{SERVICE}:{new[SERVICE]}:prod", f"promote:{EU}:{new[EU]}:prod"], "each promotion once"
+    trail = json.loads(cli("history", EU, "--json").stdout)
+    events = [(e["asset"], e["event"], e["version"], e["detail"]) for e in trail]
+    assert events[:2] == [(f"{EU}/prod", "deploy", new[EU], "healthy (promotion)"),
+                          (f"{EU}/prod", "approval", new[EU], "by alice")], events
+    assert (f"{EU}/staging", "deploy", new[EU], "healthy (source-change)") in events
