@@ -83,8 +83,11 @@ def describe_definitions(defs: dg.Definitions) -> dict[str, Any]:
 
 def _describe_sensor(sensor: dg.SensorDefinition) -> dict[str, Any]:
     """What a sensor costs at load: its name, schedule and the asset keys it targets."""
-    selection = sensor.asset_selection
-    keys = sorted(k.path for k in selection.keys) if isinstance(selection, dg.KeysAssetSelection) else None
+    from dagster._core.definitions.asset_selection import KeysAssetSelection  # not exported by dagster
+
+    jobs = [getattr(t.resolvable_to_job, "selection", None) for t in sensor.targets]
+    selection = jobs[0] if len(jobs) == 1 else None  # `target=AssetSelection` is an anonymous asset job
+    keys = sorted(k.path for k in selection.selected_keys) if isinstance(selection, KeysAssetSelection) else None
     return {"name": sensor.name, "minimum_interval_seconds": sensor.minimum_interval_seconds,
             "default_status": sensor.default_status.value, "target_keys": keys,
             "description": sensor.description}
