@@ -43,9 +43,9 @@ class DeliverableSpec(StrictModel):
     @field_validator("schedule")
     @classmethod
     def _cron(cls, value: str | None) -> str | None:
-        from dagster._utils.schedules import is_valid_cron_string
+        from croniter import croniter
 
-        if value is not None and (len(value.split()) != 5 or not is_valid_cron_string(value)):
+        if value is not None and (len(value.split()) != 5 or not croniter.is_valid(value)):
             raise ValueError(f"'{value}' is not a cron expression; write five fields (minute hour day month "
                              "weekday, UTC), e.g. '0 3 * * *' for 03:00 every day")
         return value

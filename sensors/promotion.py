@@ -1,7 +1,8 @@
 """Automated promotion: one sensor moves healthy versions along every deliverable's path.
 
 A tick reads the latest deploy materialization of every (deliverable, environment) in one batched
-event-log query, and the approvals recorded since the previous tick in one more. A version that
+event-log query, the approvals recorded since the previous tick in one more, and the unfinished
+runs in a third (an environment that a queued or running run is about to deploy is left to it). A version that
 is healthy in an environment is requested for the next one when the spec's `promotion` policy
 allows it: `auto`, or `manual` with an approval of that version for that environment by one of
 its `approvers`. The run key is `promote:<name>:<version>:<env>`, so the daemon never launches
@@ -22,6 +23,7 @@ import dagster as dg
 from platform_assets.catalog import Catalog
 from platform_assets.settings import PlatformSettings
 from platform_assets.stages import TRIGGER_TAG, env_key, recorded
+from sensors.catalog_sensor import catalog_sensor
 
 APPROVAL_EVENT = "approval"
 
@@ -112,6 +114,17 @@ def plan_promotions(catalog: Catalog, settings: PlatformSettings, events: dict[d
     return planned
 
 
+UNFINISHED = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING,
+              dg.DagsterRunStatus.STARTED]
+
+
+def assets_in_flight(instance: dg.DagsterInstance) -> set[dg.AssetKey]:
+    """The assets that queued or running runs will materialize, in one query: a promotion waits
+    while a run (a delivery through prod, a rollback) is about to deploy the same environment."""
+    runs = instance.get_runs(dg.RunsFilter(statuses=UNFINISHED))
+    return {key for run in runs for key in (run.asset_selection or ())}
+
+
 def promotion_tick(instance: dg.DagsterInstance, catalog: Catalog, settings: PlatformSettings,
                    cursor_text: str | None) -> tuple[list[Promotion], str]:
     """One tick as plain logic: the promotions to request and the next cursor."""
@@ -119,7 +132,9 @@ def promotion_tick(instance: dg.DagsterInstance, catalog: Catalog, settings: Pla
     read_new_approvals(instance, cursor)
     keys = [env_key(d.name, env) for d in catalog for env in settings.environment_names]
     events = instance.get_latest_materialization_events(keys)
-    planned = plan_promotions(catalog, settings, events, cursor.approvals)
+    busy = assets_in_flight(instance)
+    planned = [p for p in plan_promotions(catalog, settings, events, cursor.approvals)
+               if env_key(p.deliverable, p.environment) not in busy]
     new = [p for p in planned if p.run_key not in cursor.requested]
     cursor.requested = {p.run_key for p in planned}  # what is still pending; done ones drop out
     return new, cursor.dump()
@@ -127,13 +142,12 @@ def promotion_tick(instance: dg.DagsterInstance, catalog: Catalog, settings: Pla
 
 def promotion_sensor(catalog: Catalog, settings: PlatformSettings) -> dg.SensorDefinition:
     keys = [env_key(d.name, env) for d in catalog for env in settings.environment_names[1:]]
+    return catalog_sensor(
+        "platform_promotion", "Moves healthy versions to the next environment by each spec's promotion policy.",
+        settings.automation.sensor_interval_s, dg.AssetSelection.assets(*keys),
+        lambda context: _requests(promotion_tick(context.instance, catalog, settings, context.cursor)))
 
-    @dg.sensor(name="platform_promotion", minimum_interval_seconds=settings.automation.sensor_interval_s,
-               target=dg.AssetSelection.assets(*keys),
-               default_status=dg.DefaultSensorStatus.RUNNING,
-               description="Moves healthy versions to the next environment by each spec's promotion policy.")
-    def _sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult:
-        promotions, cursor = promotion_tick(context.instance, catalog, settings, context.cursor)
-        return dg.SensorResult(run_requests=[p.run_request() for p in promotions], cursor=cursor)
 
-    return _sensor
+def _requests(tick: tuple[list[Promotion], str]) -> tuple[list[dg.RunRequest], str]:
+    promotions, cursor = tick
+    return [p.run_request() for p in promotions], cursor

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import dagster as dg
@@ -22,6 +22,7 @@ from platform_assets.settings import PlatformSettings
 from platform_assets.specs import Deliverable
 from platform_assets.stages import TRIGGER_TAG, build_key, env_key, evaluate_key, recorded
 from resources.mlflow_registry import MlflowRegistry
+from sensors.catalog_sensor import catalog_sensor
 
 SOURCE_KINDS = frozenset({"service", "notebook", "model"})  # kinds whose version follows their folder
 
@@ -98,8 +99,9 @@ def upstream_tick(instance: dg.DagsterInstance, catalog: Catalog, settings: Plat
 
 def schedule_tick(catalog: Catalog, settings: PlatformSettings, cursor_text: str | None,
                   now: datetime | None = None) -> tuple[list[dg.RunRequest], str]:
-    """Deliverables whose `schedule:` (cron, UTC) had a tick since the previous evaluation."""
-    from dagster._utils.schedules import cron_string_iterator
+    """Deliverables whose `schedule:` (cron, UTC) came due since the previous evaluation; missed
+    times collapse into the latest one."""
+    from croniter import croniter
 
     now = now or datetime.now(UTC)
     since = datetime.fromtimestamp(float(cursor_text), UTC) if cursor_text else now
@@ -107,67 +109,59 @@ def schedule_tick(catalog: Catalog, settings: PlatformSettings, cursor_text: str
     requests = []
     for deliverable in catalog:
         cron = deliverable.spec.schedule
-        if not cron or since >= now:
+        if not cron:
             continue
-        ticks = cron_string_iterator(since.timestamp(), cron, "UTC")
-        due = [t for t in _until(ticks, now) if t > since]
-        if due:
-            when = due[-1].strftime("%Y-%m-%dT%H:%M")
+        due = croniter(cron, now + timedelta(seconds=1)).get_prev(datetime)  # `now` itself counts as due
+        if due > since:
+            when = due.strftime("%Y-%m-%dT%H:%M")
             requests.append(delivery_request(deliverable.name, first, f"schedule:{deliverable.name}:{when}",
                                              "schedule", {"platform/scheduled_for": when}))
     return requests, str(now.timestamp())
 
 
-def _until(ticks: Any, end: datetime) -> list[datetime]:
-    due = []
-    for tick in ticks:
-        if tick > end:
-            break
-        due.append(tick)
-    return due
-
-
 def trigger_sensors(catalog: Catalog, settings: PlatformSettings) -> list[dg.SensorDefinition]:
-    """The source, upstream and schedule sensors (those the catalog has anything for)."""
+    """The source, upstream, schedule and model-registration sensors (those the catalog has anything for)."""
     interval = settings.automation.sensor_interval_s
     first = settings.environment_names[0]
-    delivered = [k for d in catalog for k in (build_key(d.name), evaluate_key(d.name), env_key(d.name, first))]
-    if not delivered:
-        return []
-    target = dg.AssetSelection.assets(*delivered)
+
+    def delivered(names: list[str]) -> dg.AssetSelection:
+        return dg.AssetSelection.assets(*(k for n in names for k in (build_key(n), evaluate_key(n), env_key(n, first))))
+
+    sources = [d.name for d in catalog if d.kind in SOURCE_KINDS]
+    downstream = [d.name for d in catalog if d.spec.depends_on]
+    scheduled = [d.name for d in catalog if d.spec.schedule]
+    models = [d.name for d in catalog if d.kind == "model"]
     sensors = []
+    if sources:
+        sensors.append(catalog_sensor(
+            "platform_source_changes", "Delivers services, notebooks and models whose source changed.",
+            interval, delivered(sources), lambda context: source_tick(catalog, settings, context.cursor)))
+    if downstream:
+        sensors.append(catalog_sensor(
+            "platform_upstream_published", "Redelivers what depends on a deliverable when it publishes a new version.",
+            interval, delivered(downstream),
+            lambda context: upstream_tick(context.instance, catalog, settings, context.cursor)))
+    if scheduled:
+        sensors.append(catalog_sensor(
+            "platform_schedules", "Rebuilds deliverables on the cron `schedule:` of their spec (UTC).",
+            60, delivered(scheduled), lambda context: schedule_tick(catalog, settings, context.cursor)))
+    if models:
+        sensors.append(registration_sensor(catalog, settings, interval, delivered(models)))
+    return sensors
 
-    if any(d.kind in SOURCE_KINDS for d in catalog):
-        @dg.sensor(name="platform_source_changes", minimum_interval_seconds=interval, target=target,
-                   default_status=dg.DefaultSensorStatus.RUNNING,
-                   description="Delivers services, notebooks and models whose source changed.")
-        def source_changes(context: dg.SensorEvaluationContext) -> dg.SensorResult:
-            requests, cursor = source_tick(catalog, settings, context.cursor)
-            return dg.SensorResult(run_requests=requests, cursor=cursor)
 
-        sensors.append(source_changes)
+def registration_sensor(catalog: Catalog, settings: PlatformSettings, interval_s: int,
+                        target: dg.AssetSelection) -> dg.SensorDefinition:
+    """Like `catalog_sensor`, with the `mlflow` resource (Dagster injects resources by parameter)."""
 
-    if any(d.spec.depends_on for d in catalog):
-        @dg.sensor(name="platform_upstream_published", minimum_interval_seconds=interval, target=target,
-                   default_status=dg.DefaultSensorStatus.RUNNING,
-                   description="Redelivers what depends on a deliverable when it publishes a new version.")
-        def upstream_published(context: dg.SensorEvaluationContext) -> dg.SensorResult:
-            requests, cursor = upstream_tick(context.instance, catalog, settings, context.cursor)
-            return dg.SensorResult(run_requests=requests, cursor=cursor)
+    @dg.sensor(name="platform_model_registrations", minimum_interval_seconds=interval_s, target=target,
+               default_status=dg.DefaultSensorStatus.RUNNING,
+               description="Evaluates model versions registered in MLflow outside the platform.")
+    def model_registrations(context: dg.SensorEvaluationContext, mlflow: MlflowRegistry) -> dg.SensorResult:
+        requests, cursor = registration_tick(mlflow, catalog, settings, context.cursor)
+        return dg.SensorResult(run_requests=requests, cursor=cursor)
 
-        sensors.append(upstream_published)
-
-    if any(d.spec.schedule for d in catalog):
-        @dg.sensor(name="platform_schedules", minimum_interval_seconds=60, target=target,
-                   default_status=dg.DefaultSensorStatus.RUNNING,
-                   description="Rebuilds deliverables on the cron `schedule:` of their spec (UTC).")
-        def schedules(context: dg.SensorEvaluationContext) -> dg.SensorResult:
-            requests, cursor = schedule_tick(catalog, settings, context.cursor)
-            return dg.SensorResult(run_requests=requests, cursor=cursor)
-
-        sensors.append(schedules)
-    registrations = registration_sensor(catalog, settings)
-    return [*sensors, *([registrations] if registrations else [])]
+    return model_registrations
 
 
 def registration_tick(registry: MlflowRegistry, catalog: Catalog, settings: PlatformSettings,
@@ -201,20 +195,3 @@ def _built_by_platform(client: Any, version: Any) -> bool:
     if not version.run_id:
         return False
     return "platform.deliverable" in client.get_run(version.run_id).data.tags
-
-
-def registration_sensor(catalog: Catalog, settings: PlatformSettings) -> dg.SensorDefinition | None:
-    models = [d.name for d in catalog if d.kind == "model"]
-    if not models:
-        return None
-    first = settings.environment_names[0]
-    target = dg.AssetSelection.assets(*(k for m in models for k in (build_key(m), evaluate_key(m), env_key(m, first))))
-
-    @dg.sensor(name="platform_model_registrations", minimum_interval_seconds=settings.automation.sensor_interval_s,
-               target=target, default_status=dg.DefaultSensorStatus.RUNNING,
-               description="Evaluates model versions registered in MLflow outside the platform.")
-    def model_registrations(context: dg.SensorEvaluationContext, mlflow: MlflowRegistry) -> dg.SensorResult:
-        requests, cursor = registration_tick(mlflow, catalog, settings, context.cursor)
-        return dg.SensorResult(run_requests=requests, cursor=cursor)
-
-    return model_registrations

@@ -75,7 +75,9 @@ def two_services(platform: Platform, tmp_path: Path, monkeypatch: pytest.MonkeyP
 
 @pytest.fixture
 def daemon(two_services: Platform, tmp_path: Path) -> Iterator[Path]:
-    """`dagster-daemon run -w workspace.yaml` in its own process group; its log file is yielded."""
+    """Both services delivered by hand (through prod, and to staging for the manual one), then
+    `dagster-daemon run -w workspace.yaml` in its own process group; its log file is yielded."""
+    assert two_services.materialize(*stages(SERVICE, "staging", "prod"), *stages(EU, "staging")).success
     log = tmp_path / "daemon.log"
     with log.open("w") as out:
         process = subprocess.Popen([str(Path(sys.executable).parent / "dagster-daemon"), "run", "-w",
@@ -90,7 +92,6 @@ def daemon(two_services: Platform, tmp_path: Path) -> Iterator[Path]:
 
 def test_a_source_change_reaches_prod_by_policy_without_a_manual_step(two_services: Platform, daemon: Path) -> None:
     platform, instance = two_services, two_services.instance
-    assert platform.materialize(*stages(SERVICE, "staging", "prod"), *stages(EU, "staging")).success
     before = {name: latest_version(instance, f"{name}/build") for name in (SERVICE, EU)}
     wait_for("the source sensor's baseline tick", lambda: sensor_cursor(instance, "platform_source_changes"), daemon)
 

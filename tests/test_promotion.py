@@ -71,6 +71,19 @@ def test_two_ticks_over_the_same_state_request_nothing_twice(instance, catalog, 
     assert [r.run_key for r in third] == [f"promote:{MODEL}:4:prod"], "a new healthy version moves on"
 
 
+def test_an_environment_a_running_run_is_about_to_deploy_is_left_to_it(instance, catalog, settings) -> None:
+    deployed(instance, MODEL, "staging", "8")
+    run = dg.DagsterRun(job_name="__ASSET_JOB", status=dg.DagsterRunStatus.STARTED,
+                        asset_selection=frozenset({env_key(MODEL, "staging"), env_key(MODEL, "prod")}))
+    instance.add_run(run)
+
+    waiting, cursor = tick(instance, catalog, settings, None)
+    instance.report_run_failed(run)
+    after, _ = tick(instance, catalog, settings, cursor)
+
+    assert waiting == [] and [r.run_key for r in after] == [f"promote:{MODEL}:8:prod"]
+
+
 def test_only_healthy_versions_not_yet_there_move(instance, catalog, settings) -> None:
     deployed(instance, MODEL, "staging", "5", healthy=False)
     assert tick(instance, catalog, settings, None)[0] == []
@@ -128,7 +141,7 @@ def test_cli_approve_refuses_a_non_approver_with_exit_2(instance, catalog, setti
     assert code == 2 and "refused: mallory is not an approver" in capsys.readouterr().err
 
 
-def test_tick_over_a_thousand_deliverables_reads_the_log_in_two_queries(instance, settings, tmp_path) -> None:
+def test_tick_over_a_thousand_deliverables_reads_the_instance_in_three_queries(instance, settings, tmp_path) -> None:
     """Counts queries, not seconds: the timing is `make bench` (benchmarks/bench_promotion.py)."""
     import sys
 
@@ -136,8 +149,8 @@ def test_tick_over_a_thousand_deliverables_reads_the_log_in_two_queries(instance
     from bench_catalog import write_catalog
 
     catalog = load_catalog(write_catalog(tmp_path / "synthetic", 1000), settings)
-    calls = {"latest": 0, "records": 0}
-    latest, records = instance.get_latest_materialization_events, instance.get_event_records
+    calls = {"latest": 0, "records": 0, "runs": 0}
+    latest, records, runs = instance.get_latest_materialization_events, instance.get_event_records, instance.get_runs
 
     def counted_latest(*args, **kwargs):
         calls["latest"] += 1
@@ -147,7 +160,12 @@ def test_tick_over_a_thousand_deliverables_reads_the_log_in_two_queries(instance
         calls["records"] += 1
         return records(*args, **kwargs)
 
+    def counted_runs(*args, **kwargs):
+        calls["runs"] += 1
+        return runs(*args, **kwargs)
+
     instance.get_latest_materialization_events = counted_latest  # type: ignore[method-assign]
+    instance.get_runs = counted_runs  # type: ignore[method-assign]
     instance.get_event_records = counted_records  # type: ignore[method-assign]
     promotions, _ = promotion_tick(instance, catalog, settings, None)
-    assert promotions == [] and calls == {"latest": 1, "records": 1}
+    assert promotions == [] and calls == {"latest": 1, "records": 1, "runs": 1}
