@@ -16,8 +16,16 @@ import dagster as dg
 from platform_assets.catalog import Catalog
 from platform_assets.errors import ActionRefused
 from platform_assets.settings import PlatformSettings
-from platform_assets.stages import build_key, deploy_history, env_key, evaluate_key, latest, recorded
-from sensors.promotion import approval_metadata
+from platform_assets.stages import (
+    approval_metadata,
+    build_key,
+    deploy_history,
+    env_key,
+    evaluate_key,
+    latest,
+    observed,
+    recorded,
+)
 
 
 def deliverable_named(catalog: Catalog, name: str) -> Any:
@@ -102,8 +110,7 @@ def history(instance: dg.DagsterInstance, settings: PlatformSettings, name: str,
             if entry:
                 entries.append(entry)
         for record in instance.fetch_observations(key, limit=limit).records:
-            observation = record.asset_observation
-            metadata = {k: v.value for k, v in (observation.metadata if observation else {}).items()}
+            metadata = observed(record)
             event = str(metadata.get("event", "observation"))
             version = str(metadata.get("version") or metadata.get("attempted_version") or "-")
             detail = (f"by {metadata['approved_by']}" if event == "approval"

@@ -22,6 +22,7 @@ HEALTHY = "healthy"
 
 ROLLBACK_TAG = "platform/rollback_to"
 TRIGGER_TAG = "platform/trigger"
+APPROVAL_EVENT = "approval"  # observations on `<name>/<env>`: `deliver approve` writes, deploy and promotion read
 
 
 def build_key(name: str) -> dg.AssetKey:
@@ -46,6 +47,16 @@ def recorded(event: dg.EventLogEntry | None) -> Deployed | None:
         return None
     metadata = {k: v.value for k, v in event.asset_materialization.metadata.items()}
     return Deployed(version=str(metadata["version"]), metadata=metadata) if "version" in metadata else None
+
+
+def observed(record: dg.EventLogRecord) -> dict[str, Any]:
+    """The plain metadata of an observation record ({} for any other event)."""
+    observation = record.asset_observation
+    return {k: v.value for k, v in observation.metadata.items()} if observation else {}
+
+
+def approval_metadata(version: str, user: str, environment: str) -> dict[str, Any]:
+    return {"event": APPROVAL_EVENT, "version": version, "approved_by": user, "environment": environment}
 
 
 def latest(instance: dg.DagsterInstance, key: dg.AssetKey) -> Deployed | None:
@@ -201,18 +212,26 @@ def _roll_back_unhealthy(context: dg.AssetExecutionContext, ctx: StageContext, e
                          health: GateResult) -> None:
     """A deploy that came up but failed `healthy`: redeploy the last healthy version, record both
     (a `deploy_unhealthy` observation, the restoring materialization) and fail the run, so change
-    failure rate and time to restore can be read from the event log."""
+    failure rate and time to restore can be read from the event log. When nothing can be restored
+    (nothing healthy ran here, or it no longer starts) it returns: the unhealthy version stays and
+    is recorded as running, with its failed `healthy` check saying why."""
     name = ctx.name
     previous = next((d for d in deploy_history(context.instance, name, env)
                      if d.version != version and d.metadata.get("healthy") is True), None)
     failure = {"event": "deploy_unhealthy", "attempted_version": version, "reason": health.summary,
-               "restored_version": previous.version if previous else None}
+               "restored_version": None}
+    restored = None
+    if previous is not None:
+        handler = get_handler(ctx.deliverable.kind)
+        target: DeployTarget = getattr(context.resources, target_resource_key(env))
+        try:
+            restored = handler.deploy(ctx, previous.version, _stored_build(ctx, previous.version), target)
+            failure["restored_version"] = previous.version
+        except DeployFailed as exc:
+            failure["restore_error"] = str(exc)
     context.log_event(dg.AssetObservation(asset_key=env_key(name, env), metadata=failure))
-    if previous is None:
-        return  # nothing healthy ran here before: the unhealthy version stays, its check says why
-    handler = get_handler(ctx.deliverable.kind)
-    target: DeployTarget = getattr(context.resources, target_resource_key(env))
-    restored = handler.deploy(ctx, previous.version, _stored_build(ctx, previous.version), target)
+    if previous is None or restored is None:
+        return
     check = handler.verify(ctx, restored, target)
     context.log_event(dg.AssetMaterialization(asset_key=env_key(name, env), metadata=_plain({
         **{k: v for k, v in restored.items() if k != "version"}, "version": previous.version, "environment": env,
@@ -238,16 +257,8 @@ def _healthy_before(instance: dg.DagsterInstance, name: str, env: str, version: 
 
 def approvals(instance: dg.DagsterInstance, name: str, env: str, limit: int = 200) -> list[dict[str, Any]]:
     """Approval events recorded on `<name>/<env>`, newest first."""
-    from sensors.promotion import APPROVAL_EVENT
-
     records = instance.fetch_observations(env_key(name, env), limit=limit).records
-    found = []
-    for record in records:
-        observation = record.asset_observation
-        metadata = {k: v.value for k, v in (observation.metadata if observation else {}).items()}
-        if metadata.get("event") == APPROVAL_EVENT:
-            found.append({**metadata, "timestamp": record.timestamp})
-    return found
+    return [{**observed(r), "timestamp": r.timestamp} for r in records if observed(r).get("event") == APPROVAL_EVENT]
 
 
 def _require_approval(instance: dg.DagsterInstance, deliverable: Deliverable, env: str, version: str) -> None:

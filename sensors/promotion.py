@@ -22,10 +22,8 @@ import dagster as dg
 
 from platform_assets.catalog import Catalog
 from platform_assets.settings import PlatformSettings
-from platform_assets.stages import TRIGGER_TAG, env_key, recorded
+from platform_assets.stages import APPROVAL_EVENT, TRIGGER_TAG, env_key, observed, recorded
 from sensors.catalog_sensor import catalog_sensor
-
-APPROVAL_EVENT = "approval"
 
 
 @dataclass(frozen=True)
@@ -68,10 +66,6 @@ class PromotionCursor:
                            "requested": sorted(self.requested)})
 
 
-def approval_metadata(version: str, user: str, environment: str) -> dict[str, Any]:
-    return {"event": APPROVAL_EVENT, "version": version, "approved_by": user, "environment": environment}
-
-
 def read_new_approvals(instance: dg.DagsterInstance, cursor: PromotionCursor) -> None:
     """Every approval observation recorded after the cursor, in one query, into the cursor.
 
@@ -87,10 +81,9 @@ def read_new_approvals(instance: dg.DagsterInstance, cursor: PromotionCursor) ->
         )
     for record in records:
         cursor.after_storage_id = max(cursor.after_storage_id, record.storage_id)
-        observation = record.asset_observation
-        metadata = {k: v.value for k, v in (observation.metadata if observation else {}).items()}
-        if metadata.get("event") == APPROVAL_EVENT and observation is not None:
-            name = observation.asset_key.path[0]
+        metadata = observed(record)
+        if metadata.get("event") == APPROVAL_EVENT:
+            name = record.asset_key.path[0]
             cursor.approvals.add((name, str(metadata["environment"]), str(metadata["version"])))
 
 
