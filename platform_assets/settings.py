@@ -23,6 +23,8 @@ CATALOG_ENV = "PLATFORM_CATALOG_DIR"
 STATE_ENV = "PLATFORM_STATE_DIR"
 MODE_ENV = "PLATFORM_EXECUTION_MODE"
 DBT_PROJECT_ENV = "PLATFORM_DBT_PROJECT_DIR"
+TEAMS_ENV = "PLATFORM_TEAMS_FILE"
+IDENTITY_MODE_ENV = "PLATFORM_IDENTITY_MODE"
 
 ExecutionMode = Literal["local", "kubernetes"]
 EXECUTION_MODES: tuple[str, ...] = ("local", "kubernetes")
@@ -245,6 +247,31 @@ class AutomationConfig(_Strict):
     sensor_interval_s: int = Field(default=30, ge=1, le=3600)
 
 
+IdentityMode = Literal["os-user", "verified"]
+IDENTITY_MODES: tuple[str, ...] = ("os-user", "verified")
+
+
+class IdentityConfig(_Strict):
+    """How the platform knows who asks for an action (docs/platform-operator.md, "Identity and permissions").
+
+    `os-user` (the embedded default): the person is the OS user who runs the CLI or the webserver;
+    a convenience for one machine, not a security boundary. `verified`: UI launches carry the
+    identity the authenticating proxy puts in `header`, CLI actions are signed with the person's
+    SSH key listed in the teams registry, and a deploy without a verified requester is refused.
+    """
+
+    mode: IdentityMode = "os-user"
+    header: str = Field(default="X-Forwarded-Email", pattern=r"^[A-Za-z0-9-]+$")
+    teams_file: str = "teams.yaml"  # relative to platform.yaml
+    # HMAC key of the platform's own attestations (run requesters, approvals recorded by the platform);
+    # unset: generated into <state>/secrets/identity-key (the embedded default).
+    key_env: str = Field(default="PLATFORM_IDENTITY_KEY", pattern=r"^[A-Z_][A-Z0-9_]*$")
+    # A signed CLI request is good for this long after it was signed, and for one run.
+    request_max_age_s: int = Field(default=900, ge=10, le=86400)
+    # Where `deliver` submits runs (the webserver's GraphQL); overridden by PLATFORM_WEBSERVER_URL.
+    webserver_url: str = "http://127.0.0.1:3000"
+
+
 class Execution(_Strict):
     mode: ExecutionMode = "local"
     kubernetes: KubernetesExecution = KubernetesExecution()
@@ -259,6 +286,7 @@ class PlatformSettings(_Strict):
     artifacts: ArtifactsConfig = ArtifactsConfig()
     reports: ReportsConfig = ReportsConfig()
     automation: AutomationConfig = AutomationConfig()
+    identity: IdentityConfig = IdentityConfig()
     default_compute: str = "cpu-small"
     compute_profiles: dict[str, ComputeProfile]
     source: Path | None = Field(default=None, exclude=True)
@@ -310,6 +338,16 @@ class PlatformSettings(_Strict):
             return override  # type: ignore[return-value]
         return self.execution.mode
 
+    @property
+    def identity_mode(self) -> IdentityMode:
+        override = os.environ.get(IDENTITY_MODE_ENV)
+        if override:
+            if override not in IDENTITY_MODES:
+                raise SettingsError(f"environment variable {IDENTITY_MODE_ENV}: '{override}' is not a mode; "
+                                    f"valid: {', '.join(IDENTITY_MODES)}")
+            return override  # type: ignore[return-value]
+        return self.identity.mode
+
 
 class SettingsError(Exception):
     """A problem in platform.yaml, phrased for the person who edits it."""
@@ -345,6 +383,15 @@ def catalog_dir(settings: PlatformSettings | None = None) -> Path:
         return Path(override).resolve()
     base = settings.source.parent if settings and settings.source else config_path().parent
     return base / "catalog"
+
+
+def teams_path(settings: PlatformSettings | None = None) -> Path:
+    """`PLATFORM_TEAMS_FILE`, else `identity.teams_file` beside platform.yaml."""
+    override = os.environ.get(TEAMS_ENV)
+    if override:
+        return Path(override).resolve()
+    base = settings.source.parent if settings and settings.source else config_path().parent
+    return (base / (settings.identity.teams_file if settings else "teams.yaml")).resolve()
 
 
 def dbt_project_dir() -> Path:

@@ -1,0 +1,1 @@
+"""Who asks for what: the teams registry, verified identities and the platform's attestations."""
