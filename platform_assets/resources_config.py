@@ -6,6 +6,7 @@ from typing import Any
 
 import dagster as dg
 
+from platform_assets.sandbox import LocalSandbox
 from platform_assets.settings import Environment, PlatformSettings
 from platform_assets.stages import target_resource_key
 from resources.artifact_store import ArtifactStore, LocalArtifactStore
@@ -56,8 +57,14 @@ def deploy_target(settings: PlatformSettings, env: Environment) -> Any:
     return GitOpsTarget(**common, repo_path=env.gitops_repo or "", push=env.gitops_push)
 
 
+def sandbox_resource(settings: PlatformSettings) -> Any:
+    """Where deliverable code runs: a child process here (a pod of its own in kubernetes mode)."""
+    return LocalSandbox()
+
+
 def platform_resources(settings: PlatformSettings) -> dict[str, Any]:
     resources: dict[str, Any] = {
+        "sandbox": sandbox_resource(settings),
         "artifact_store": artifact_store(settings),
         "warehouse": warehouse_resource(settings),
         "report_store": report_store_resource(settings),

@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+import dagster as dg
+
 from platform_assets.settings import ComputeProfile
 
 PYTHON = "{python}"  # in a command: this interpreter locally, the image's `python` in a pod
@@ -83,12 +85,9 @@ def tail(text: str, lines: int = 40) -> str:
     return "\n".join(text.splitlines()[-lines:])
 
 
-class LocalSandbox:
+class LocalSandbox(dg.ConfigurableResource):
     """A child process in its own session with a minimal environment, stopped with its whole
-    process group at the timeout. Secrets are resolved by `secrets` (name, key) -> value."""
-
-    def __init__(self, secrets: Any | None = None) -> None:
-        self._secrets = secrets
+    process group at the timeout (the `sandbox` resource of local execution)."""
 
     def run(self, task: SandboxTask, context: Any | None = None) -> SandboxResult:
         home = task.workdir / ".sandbox-home"
@@ -111,9 +110,7 @@ class LocalSandbox:
                              timed_out)
 
     def _secret(self, secret: str, key: str) -> str:
-        if self._secrets is None:
-            raise KeyError(f"secret {secret}/{key} was asked for, but this sandbox has no secret store")
-        return self._secrets(secret, key)
+        raise KeyError(f"secret {secret}/{key}: local secrets are not available to sandboxed code yet")
 
 
 def _platform_secrets() -> list[str]:
