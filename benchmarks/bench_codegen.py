@@ -56,16 +56,19 @@ def generate_module(description: dict[str, Any], title: str) -> str:
         *_resource_classes(description["resources"]),
         *(_assets_function(asset, name) for asset, name in zip(description["assets"], names, strict=True)),
         *(_sensor_function(sensor, index) for index, sensor in enumerate(description["other"]["sensors"])),
+        *(_job_function(job, index) for index, job in enumerate(description["other"]["jobs"])),
         "",
         _definitions(names, description["resources"], description["executor"],
-                     [f"sensor_{index}" for index in range(len(description["other"]["sensors"]))]),
+                     [f"sensor_{index}" for index in range(len(description["other"]["sensors"]))],
+                     [f"job_{index}" for index in range(len(description["other"]["jobs"]))]),
     ]
     return "\n".join(parts) + "\n"
 
 
 def _check_supported(description: dict[str, Any]) -> None:
     """Refuse what the generator would silently drop (the equivalence check would catch it later)."""
-    extra = {part: value for part, value in description["other"].items() if value and part != "sensors"}
+    extra = {part: value for part, value in description["other"].items()
+             if value and part not in ("sensors", "jobs")}
     extra.update({f"sensor {s['name']}": "not an asset-key target" for s in description["other"]["sensors"]
                   if s["target_keys"] is None})
     executor = description["executor"]
@@ -255,8 +258,16 @@ def _sensor_function(sensor: dict[str, Any], index: int) -> str:
     )
 
 
+def _job_function(job: dict[str, Any], index: int) -> str:
+    """An op job with the same name, description and op names; its ops do nothing."""
+    ops = "".join(f"\n\n@dg.op(name={op!r})\ndef job_{index}_op_{n}():\n    pass" for n, op in enumerate(job["ops"]))
+    calls = "".join(f"    job_{index}_op_{n}()\n" for n in range(len(job["ops"])))
+    return (f"{ops}\n\n\n@dg.job(name={job['name']!r}, description={job['description']!r})\n"
+            f"def job_{index}():\n{calls}")
+
+
 def _definitions(function_names: list[str], resources: dict[str, Any], executor: dict[str, str] | None,
-                 sensors: list[str]) -> str:
+                 sensors: list[str], jobs: list[str]) -> str:
     assets = "".join(f"        {name},\n" for name in function_names)
     resource_lines = "".join(
         f"        {key!r}: {resource['class']}("
@@ -270,5 +281,6 @@ def _definitions(function_names: list[str], resources: dict[str, Any], executor:
         f"    resources={{\n{resource_lines}    }},\n"
         + (f"    executor=dg.{executor['builtin']},\n" if executor else "")
         + (f"    sensors=[{', '.join(sensors)}],\n" if sensors else "")
+        + (f"    jobs=[{', '.join(jobs)}],\n" if jobs else "")
         + ")"
     )

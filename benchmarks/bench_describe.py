@@ -71,7 +71,7 @@ def describe_definitions(defs: dg.Definitions) -> dict[str, Any]:
         },
         "executor": _describe_executor(defs.executor),
         "other": {
-            "jobs": len(defs.jobs or []),
+            "jobs": [_describe_job(job) for job in defs.jobs or []],
             "schedules": len(defs.schedules or []),
             "sensors": [_describe_sensor(sensor) for sensor in defs.sensors or []],
             "asset_checks": len(defs.asset_checks or []),
@@ -79,6 +79,11 @@ def describe_definitions(defs: dg.Definitions) -> dict[str, Any]:
             "metadata": {key: repr(value) for key, value in (defs.metadata or {}).items()},
         },
     }
+
+
+def _describe_job(job: Any) -> dict[str, Any]:
+    """An op job (the platform's approval job): its name, description and ops."""
+    return {"name": job.name, "description": job.description, "ops": [node.name for node in job.graph.nodes]}
 
 
 def _describe_sensor(sensor: dg.SensorDefinition) -> dict[str, Any]:

@@ -36,8 +36,8 @@ def main(argv: list[str]) -> int:
         import dagster as dg
 
         from platform_assets.catalog import load_catalog
+        from platform_assets.records import env_key
         from platform_assets.settings import load_settings
-        from platform_assets.stages import env_key
         from sensors.promotion import promotion_sensor
 
         settings = load_settings()

@@ -69,52 +69,80 @@ def _loaded() -> tuple[PlatformSettings, Catalog]:
     return settings, load_catalog(catalog_dir(settings), settings)
 
 
-def cmd_approve(args: argparse.Namespace) -> int:
-    from platform_assets.delivery_actions import approve
+def _submitted(settings: PlatformSettings, what: str, run_id: str, wait: bool) -> int:
+    """Say where the run is; with --wait follow it and print how it ended."""
+    from platform_assets.run_submission import follow, run_url
 
-    settings, catalog = _loaded()
-    with _instance() as instance:
-        recorded = approve(instance, catalog, settings, args.name, args.version, args.env, args.user)
-    print(f"approved {args.name} {args.version} for {args.env} by {args.user} at {recorded['approved_at']}; "
-          "the promotion sensor deploys it on its next tick (or run `deliver promote`)")
-    return 0
-
-
-def _deploy_now(name: str, env: str, tags: dict[str, str]) -> int:
-    from platform_assets.definitions import build_definitions
-    from platform_assets.delivery_actions import run_deploy_now
-
-    with _instance() as instance:
-        result = run_deploy_now(instance, build_definitions(), name, env, tags)
-    if result.success:
-        print(f"{name} in {env}: run {result.run_id} succeeded")
+    print(f"{what}: run {run_id} queued ({run_url(settings, run_id)})")
+    if not wait:
         return 0
-    failure = next((e.message for e in result.all_events if e.is_step_failure), "the run failed")
-    print(f"{name} in {env}: run {result.run_id} failed: {failure}", file=sys.stderr)
+    outcome = follow(settings, run_id, on_queued=lambda message: print(f"note: {message}", file=sys.stderr))
+    if outcome.status == "SUCCESS":
+        print(f"{what}: run {run_id} succeeded")
+        return 0
+    print(f"{what}: run {run_id} {outcome.status.lower()}", file=sys.stderr)
+    for failure in outcome.failures:
+        print(f"  {failure}", file=sys.stderr)
     return 1
 
 
+def cmd_approve(args: argparse.Namespace) -> int:
+    """Approve a version for a manual environment: a run of the approval job, signed by you."""
+    from platform_assets.approval_job import APPROVAL_JOB, approval_run_config
+    from platform_assets.delivery_actions import check_approver, requester_tags
+    from platform_assets.run_submission import submit
+
+    _refuse_as(args)
+    settings, catalog = _loaded()
+    tags, who = requester_tags(settings, "approve", args.name, args.env, args.version, args.key)
+    check_approver(catalog, settings, args.name, args.env, who)
+    run_id = submit(settings, {**tags, "platform/trigger": "cli-approve", "platform/deliverable": args.name},
+                    job=APPROVAL_JOB, run_config=approval_run_config(args.name, args.env, args.version))
+    return _submitted(settings, f"approval of {args.name} {args.version} for {args.env} by {who}", run_id, args.wait)
+
+
+def _deploy_run(settings: PlatformSettings, action: str, name: str, env: str, version: str | None,
+                key: str | None, wait: bool, extra: dict[str, str]) -> int:
+    from platform_assets.delivery_actions import requester_tags
+    from platform_assets.records import env_key
+    from platform_assets.run_submission import submit
+
+    tags, who = requester_tags(settings, action, name, env, version, key)
+    run_id = submit(settings, {**tags, **extra, "platform/deliverable": name}, assets=[env_key(name, env)])
+    return _submitted(settings, f"{action} of {name} in {env} by {who}", run_id, wait)
+
+
 def cmd_promote(args: argparse.Namespace) -> int:
-    """The promotion now, in this process; the step still checks gates and approvals."""
+    """Promote now: a run of the environment asset (gates, health upstream and approvals apply)."""
     from platform_assets.delivery_actions import check_environment, deliverable_named
 
+    _refuse_as(args)
     settings, catalog = _loaded()
     deliverable_named(catalog, args.name)
     check_environment(settings, args.env)
-    return _deploy_now(args.name, args.env, {"platform/trigger": "cli-promote"})
+    return _deploy_run(settings, "promote", args.name, args.env, None, args.key, args.wait,
+                       {"platform/trigger": "cli-promote"})
 
 
 def cmd_rollback(args: argparse.Namespace) -> int:
     from platform_assets.delivery_actions import check_environment, deliverable_named, rollback_target
-    from platform_assets.stages import ROLLBACK_TAG
+    from platform_assets.records import ROLLBACK_TAG
 
+    _refuse_as(args)
     settings, catalog = _loaded()
     deliverable_named(catalog, args.name)
     check_environment(settings, args.env)
     with _instance() as instance:
         version = rollback_target(instance, args.name, args.env, args.to)
-    print(f"rolling {args.name} in {args.env} back to {version}")
-    return _deploy_now(args.name, args.env, {"platform/trigger": "cli-rollback", ROLLBACK_TAG: version})
+    return _deploy_run(settings, "rollback", args.name, args.env, version, args.key, args.wait,
+                       {"platform/trigger": "cli-rollback", ROLLBACK_TAG: version})
+
+
+def _refuse_as(args: argparse.Namespace) -> None:
+    if getattr(args, "user", None):
+        raise ActionRefused("--as no longer says who you are: the platform verifies it. Locally you are your OS "
+                            "user; with identity.mode verified your request is signed with your SSH key "
+                            "(--key, PLATFORM_SIGNING_KEY or git's user.signingkey) registered in teams.yaml")
 
 
 def cmd_history(args: argparse.Namespace) -> int:
@@ -123,7 +151,7 @@ def cmd_history(args: argparse.Namespace) -> int:
     settings, catalog = _loaded()
     deliverable_named(catalog, args.name)
     with _instance() as instance:
-        entries = history(instance, settings, args.name, args.limit)
+        entries = history(instance, catalog, settings, args.name, args.limit)
     if args.json:
         print(json.dumps([e.__dict__ for e in entries], indent=2))
     else:
@@ -140,18 +168,21 @@ def build_parser() -> argparse.ArgumentParser:
     down = commands.add_parser("down", help="stop locally deployed processes")
     down.add_argument("name", nargs="?", help="only this deliverable")
     down.add_argument("--env", help="only this environment")
-    approve = commands.add_parser("approve", help="approve a version for a manual environment")
+    approve = commands.add_parser("approve", help="approve a version for a manual environment (a signed run)")
     approve.add_argument("name")
     approve.add_argument("--version", required=True)
     approve.add_argument("--env", required=True)
-    approve.add_argument("--as", dest="user", required=True, help="the approver (listed in the spec)")
-    promote = commands.add_parser("promote", help="promote to an environment now (gates, approvals apply)")
+    promote = commands.add_parser("promote", help="promote to an environment now (a run: gates, approvals apply)")
     promote.add_argument("name")
     promote.add_argument("--env", required=True)
     rollback = commands.add_parser("rollback", help="redeploy a version that was healthy in the environment")
     rollback.add_argument("name")
     rollback.add_argument("--env", required=True)
     rollback.add_argument("--to", help="the version (default: the last healthy one before the current)")
+    for action in (approve, promote, rollback):
+        action.add_argument("--wait", action="store_true", help="follow the run and print how it ended")
+        action.add_argument("--key", help="the SSH key that signs the request (identity.mode verified)")
+        action.add_argument("--as", dest="user", help=argparse.SUPPRESS)
     hist = commands.add_parser("history", help="builds, gates, deploys, approvals and rollbacks, newest first")
     hist.add_argument("name")
     hist.add_argument("--limit", type=int, default=100)

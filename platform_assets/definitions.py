@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dagster as dg
 
+from platform_assets.approval_job import approval_job
 from platform_assets.catalog import load_catalog
 from platform_assets.factory import build_assets
 from platform_assets.resources_config import platform_resources
@@ -33,6 +34,7 @@ def build_definitions(settings: PlatformSettings | None = None) -> dg.Definition
         resources=platform_resources(settings),
         executor=executor(settings),
         sensors=sensors,
+        jobs=[approval_job(catalog, settings)],
     )
 
 

@@ -5,31 +5,23 @@ imports a kind's heavy libraries; handlers import those inside the functions tha
 """
 
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import dagster as dg
 
 from platform_assets.catalog import Catalog, load_catalog
 from platform_assets.compute import ComputeTags, step_compute
 from platform_assets.handlers import HANDLERS, get_handler
+from platform_assets.records import HEALTHY, build_key, env_key, evaluate_key, target_resource_key
 from platform_assets.settings import PlatformSettings, catalog_dir
 from platform_assets.specs import Deliverable
-from platform_assets.stages import (
-    HEALTHY,
-    build_key,
-    env_key,
-    evaluate_key,
-    run_build,
-    run_deploy,
-    run_evaluate,
-    target_resource_key,
-)
+from platform_assets.stages import run_build, run_deploy, run_evaluate
 
 CATALOG_KEY = dg.AssetKey(["platform", "catalog"])
 CATALOG_CHECK = "specs_valid"
 PLATFORM_GROUP = "platform"
 
-StageBody = Callable[[dg.AssetExecutionContext], dg.MaterializeResult]
+StageBody = Callable[[dg.AssetExecutionContext], dg.MaterializeResult | Iterator[dg.MaterializeResult]]
 
 
 def group_name(owner: str) -> str:
@@ -76,8 +68,13 @@ def deliverable_assets(
             pool=pool,
             **shared,
         )
-        def _stage(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
-            return body(context)
+        def _stage(context: dg.AssetExecutionContext) -> Iterator[dg.MaterializeResult]:
+            # A generator, so a stage may record its result while it still holds a lock (deploy).
+            result = body(context)
+            if isinstance(result, dg.MaterializeResult):
+                yield result
+            else:
+                yield from result
 
         return _stage
 

@@ -6,9 +6,9 @@ from typing import Any
 
 import dagster as dg
 
+from platform_assets.records import target_resource_key
 from platform_assets.sandbox import LocalSandbox
 from platform_assets.settings import Environment, PlatformSettings
-from platform_assets.stages import target_resource_key
 from resources.artifact_store import ArtifactStore, LocalArtifactStore
 from resources.gitops_target import GitOpsTarget
 from resources.k8s_target import KubernetesTarget

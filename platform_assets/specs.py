@@ -2,14 +2,32 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 DNS_LABEL = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
 DNS_LABEL_HINT = "a DNS label: lower-case letters, digits and '-', at most 63, starting and ending alphanumeric"
+
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d)?\s*$")
+_UNITS = {None: 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def _seconds(value: Any) -> Any:
+    """A duration: seconds as a number, or '90s', '5m', '1h', '7d'."""
+    if isinstance(value, str):
+        match = _DURATION.match(value)
+        if not match:
+            raise ValueError(f"'{value}' is not a duration; write seconds (300) or '90s', '5m', '1h', '7d'")
+        return float(match.group(1)) * _UNITS[match.group(2)]
+    return value
+
+
+Seconds = Annotated[float, BeforeValidator(_seconds), Field(gt=0)]
 
 
 class StrictModel(BaseModel):
@@ -21,6 +39,8 @@ class StrictModel(BaseModel):
 class Promotion(StrictModel):
     mode: Literal["auto", "manual"] = "auto"
     approvers: list[str] = Field(default_factory=list)
+    # An approval older than this no longer counts (unset: approvals do not expire).
+    max_age: Seconds | None = None
 
     @model_validator(mode="after")
     def _manual_needs_approvers(self) -> Promotion:

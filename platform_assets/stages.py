@@ -1,66 +1,47 @@
 """The three pipeline stages, shared by every kind.
 
 Stages pass nothing through IO managers: each stage records the version it acted on in its
-materialization, and the next stage reads that version back from the event log. That is what
-makes promotion move the exact artifact that was evaluated, from any run, on any pod.
+materialization, and the next stage reads that version back from the event log (records.py).
+That is what makes promotion move the exact artifact that was evaluated, from any run, on any
+pod. The deploy stage is where the promotion rules are enforced, whoever asked (a sensor, the
+CLI, the UI, a hand-picked selection): the requester is verified and allowed, the version passed
+its gates and, after the first environment, is healthy in the previous one, a `manual`
+environment has a verified approval, and one deploy of an environment runs at a time.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import dagster as dg
 
 from platform_assets.handlers import get_handler
 from platform_assets.handlers.base import BUILD_RECORD, BuildFailed, Deployed, GateResult, StageContext
+from platform_assets.identity.approvals import APPROVAL_EVENT, check_approval
+from platform_assets.identity.requester import (
+    IDENTITY_SOURCE_TAG,
+    REQUESTED_BY_TAG,
+    Requester,
+    permission_problem,
+    registry,
+    verified_requester,
+)
+from platform_assets.records import (
+    ROLLBACK_TAG,
+    TRIGGER_TAG,
+    build_key,
+    deploy_history,
+    env_key,
+    evaluate_key,
+    evaluation_of,
+    latest,
+    observations,
+    target_resource_key,
+)
 from platform_assets.settings import PlatformSettings
 from platform_assets.specs import Deliverable
 from resources.deploy_target import DeployFailed, DeployTarget
-
-HEALTHY = "healthy"
-
-
-ROLLBACK_TAG = "platform/rollback_to"
-TRIGGER_TAG = "platform/trigger"
-APPROVAL_EVENT = "approval"  # observations on `<name>/<env>`: `deliver approve` writes, deploy and promotion read
-
-
-def build_key(name: str) -> dg.AssetKey:
-    return dg.AssetKey([name, "build"])
-
-
-def evaluate_key(name: str) -> dg.AssetKey:
-    return dg.AssetKey([name, "evaluate"])
-
-
-def env_key(name: str, env: str) -> dg.AssetKey:
-    return dg.AssetKey([name, env])
-
-
-def target_resource_key(env: str) -> str:
-    return f"deploy_target_{env.replace('-', '_')}"
-
-
-def recorded(event: dg.EventLogEntry | None) -> Deployed | None:
-    """The version (and metadata) a stage recorded in a materialization event."""
-    if event is None or event.asset_materialization is None:
-        return None
-    metadata = {k: v.value for k, v in event.asset_materialization.metadata.items()}
-    return Deployed(version=str(metadata["version"]), metadata=metadata) if "version" in metadata else None
-
-
-def observed(record: dg.EventLogRecord) -> dict[str, Any]:
-    """The plain metadata of an observation record ({} for any other event)."""
-    observation = record.asset_observation
-    return {k: v.value for k, v in observation.metadata.items()} if observation else {}
-
-
-def approval_metadata(version: str, user: str, environment: str) -> dict[str, Any]:
-    return {"event": APPROVAL_EVENT, "version": version, "approved_by": user, "environment": environment}
-
-
-def latest(instance: dg.DagsterInstance, key: dg.AssetKey) -> Deployed | None:
-    return recorded(instance.get_latest_materialization_event(key))
 
 
 def _stage_context(
@@ -143,69 +124,119 @@ def run_evaluate(
     )
 
 
-def run_deploy(
-    context: dg.AssetExecutionContext, deliverable: Deliverable, settings: PlatformSettings, env: str
-) -> dg.MaterializeResult:
-    """Deploy the version recorded upstream: evaluated (first env) or running in the previous env."""
+def run_deploy(context: dg.AssetExecutionContext, deliverable: Deliverable, settings: PlatformSettings,
+               env: str) -> Iterator[dg.MaterializeResult]:
+    """Deploy the version recorded upstream: evaluated (first env) or healthy in the previous env.
+
+    Everything from choosing the version to the record happens under the environment's deploy
+    lock, so concurrent deploys of one environment run one after the other."""
     name = deliverable.name
+    rollback_to = context.run.tags.get(ROLLBACK_TAG)
+    requester = _authorized(context, deliverable, settings, env, rollback_to)
+    target: DeployTarget = getattr(context.resources, target_resource_key(env))
+    with target.lock(name, f"run {context.run_id}", context.log.info):
+        candidate, source_key = _candidate(context.instance, deliverable, settings, env, rollback_to)
+        context.log.info(f"deploy lock held: {name} {candidate.version} to {env}")
+        if rollback_to is None:
+            _require_approval(context.instance, deliverable, settings, env, candidate.version)
+        serving = latest(context.instance, env_key(name, env))
+        ctx = _stage_context(context, deliverable, settings)
+        handler = get_handler(deliverable.kind)
+        record = _stored_build(ctx, candidate.version)
+        try:
+            deployment = handler.deploy(ctx, candidate.version, record, target)
+        except DeployFailed as exc:
+            kept = latest(context.instance, env_key(name, env))
+            details = {
+                "event": "deploy_failed",
+                "attempted_version": candidate.version,
+                "serving_version": kept.version if kept else None,
+                "reason": str(exc),
+                "requested_by": requester.describe(),
+                **_plain(exc.metadata),
+            }
+            context.log_event(dg.AssetObservation(asset_key=env_key(name, env), metadata=details))
+            raise dg.Failure(
+                f"{exc}. {env} keeps serving {kept.version if kept else 'nothing'} (rolled back).",
+                metadata=details,
+            ) from exc
+        health = handler.verify(ctx, deployment, target)
+        if not health.passed and rollback_to is None:
+            _roll_back_unhealthy(context, ctx, env, candidate.version, health)
+        metadata: dict[str, Any] = {
+            "version": candidate.version,
+            "environment": env,
+            "healthy": health.passed,
+            "promoted_from": source_key.to_user_string(),
+            "trigger": context.run.tags.get(TRIGGER_TAG, "manual"),
+            "requested_by": requester.describe(),
+            **({"rollback_from": serving.version if serving else None} if rollback_to else {}),
+            **_plain({k: v for k, v in deployment.items() if k != "version"}),
+        }
+        if deployment.get("url"):
+            metadata["url"] = dg.MetadataValue.url(deployment["url"])
+        yield dg.MaterializeResult(
+            metadata=metadata,
+            check_results=[_check_result(health)],
+            data_version=dg.DataVersion(candidate.version),
+        )
+
+
+def _authorized(context: dg.AssetExecutionContext, deliverable: Deliverable, settings: PlatformSettings, env: str,
+                rollback_to: str | None) -> Requester:
+    """The verified requester of this run, allowed to do what it does; dg.Failure otherwise."""
+    name, action = deliverable.name, "rollback" if rollback_to else "promote"
+    teams = registry(settings)
+    requester, why = verified_requester(settings, teams, context.instance, context.run_id, context.run.tags)
+    if requester is None:
+        raise dg.Failure(
+            f"{name} is not deployed to {env}: this run has no verified requester ({why}). With identity.mode "
+            "verified, deploy from the UI behind the authenticating proxy or with `deliver promote` / "
+            "`deliver rollback`, which sign the request with your SSH key."
+        )
+    request = requester.request
+    if request is not None and (request.action, request.deliverable, request.environment) != (action, name, env):
+        raise dg.Failure(f"the signed request of {request.signer} is to {request.action} {request.deliverable} in "
+                         f"{request.environment}; this run would {action} {name} in {env}")
+    if request is not None and rollback_to and request.version != rollback_to:
+        raise dg.Failure(f"the signed request rolls back to {request.version}, this run to {rollback_to}")
+    problem = permission_problem(requester, action, deliverable.spec.owner, teams, settings)
+    if problem:
+        raise dg.Failure(f"{requester.describe()} may not {action} {name} in {env}: {problem}")
+    if request is not None:  # recorded on the run for the UI; the signature stays the proof
+        context.instance.add_run_tags(context.run_id, {REQUESTED_BY_TAG: requester.name, IDENTITY_SOURCE_TAG: "ssh"})
+    context.log.info(f"{action} of {name} in {env} requested by {requester.describe()}")
+    return requester
+
+
+def _candidate(instance: dg.DagsterInstance, deliverable: Deliverable, settings: PlatformSettings, env: str,
+               rollback_to: str | None) -> tuple[Deployed, dg.AssetKey]:
+    """The version that may enter `env`, from the records: gates passed and, after the first
+    environment, healthy in the previous one; a rollback's target was healthy here before."""
+    name = deliverable.name
+    if rollback_to:
+        return _healthy_before(instance, name, env, rollback_to), env_key(name, env)
     previous_env = settings.previous_environment(env)
     source_key = env_key(name, previous_env) if previous_env else evaluate_key(name)
-    rollback_to = context.run.tags.get(ROLLBACK_TAG)
-    serving = latest(context.instance, env_key(name, env))
-    if rollback_to:
-        source_key = env_key(name, env)
-        candidate = _healthy_before(context.instance, name, env, rollback_to)
-    else:
-        candidate = latest(context.instance, source_key)
+    candidate = latest(instance, source_key)
     if candidate is None:
         raise dg.Failure(f"nothing to deploy to {env}: {source_key.to_user_string()} has no version yet")
-    if rollback_to is None and previous_env is None and not candidate.metadata.get("gates_passed"):
-        failed = ", ".join(candidate.metadata.get("failed_gates", []))
+    evaluation = candidate
+    if previous_env is not None:
+        if candidate.metadata.get("healthy") is not True:
+            raise dg.Failure(
+                f"{name} {candidate.version} is not healthy in {previous_env} (its deploy there failed its "
+                f"`healthy` check), so it cannot be promoted to {env}. Fix it and deliver a healthy version to "
+                f"{previous_env} first."
+            )
+        evaluation = evaluation_of(instance, name, candidate.version)
+    if evaluation is None or evaluation.metadata.get("gates_passed") is not True:
+        failed = ", ".join(evaluation.metadata.get("failed_gates", [])) if evaluation else "no evaluation recorded"
         raise dg.Failure(
             f"{name} {candidate.version} did not pass its gates ({failed}); it cannot be deployed. "
             "Fix the cause and build again."
         )
-    if rollback_to is None:
-        _require_approval(context.instance, deliverable, env, candidate.version)
-    ctx = _stage_context(context, deliverable, settings)
-    target: DeployTarget = getattr(context.resources, target_resource_key(env))
-    handler = get_handler(deliverable.kind)
-    record = _stored_build(ctx, candidate.version)
-    try:
-        deployment = handler.deploy(ctx, candidate.version, record, target)
-    except DeployFailed as exc:
-        kept = latest(context.instance, env_key(name, env))
-        details = {
-            "event": "deploy_failed",
-            "attempted_version": candidate.version,
-            "serving_version": kept.version if kept else None,
-            "reason": str(exc),
-            **_plain(exc.metadata),
-        }
-        context.log_event(dg.AssetObservation(asset_key=env_key(name, env), metadata=details))
-        raise dg.Failure(
-            f"{exc}. {env} keeps serving {kept.version if kept else 'nothing'} (rolled back).",
-            metadata=details,
-        ) from exc
-    health = handler.verify(ctx, deployment, target)
-    if not health.passed and rollback_to is None:
-        _roll_back_unhealthy(context, ctx, env, candidate.version, health)
-    metadata: dict[str, Any] = {
-        "version": candidate.version,
-        "environment": env,
-        "healthy": health.passed,
-        "promoted_from": source_key.to_user_string(),
-        "trigger": context.run.tags.get(TRIGGER_TAG, "manual"),
-        **({"rollback_from": serving.version if serving else None} if rollback_to else {}),
-        **_plain({k: v for k, v in deployment.items() if k != "version"}),
-    }
-    if deployment.get("url"):
-        metadata["url"] = dg.MetadataValue.url(deployment["url"])
-    return dg.MaterializeResult(
-        metadata=metadata,
-        check_results=[_check_result(health)],
-        data_version=dg.DataVersion(candidate.version),
-    )
+    return candidate, source_key
 
 
 def _roll_back_unhealthy(context: dg.AssetExecutionContext, ctx: StageContext, env: str, version: str,
@@ -242,11 +273,6 @@ def _roll_back_unhealthy(context: dg.AssetExecutionContext, ctx: StageContext, e
                      metadata=failure)
 
 
-def deploy_history(instance: dg.DagsterInstance, name: str, env: str, limit: int = 200) -> list[Deployed]:
-    records = instance.fetch_materializations(env_key(name, env), limit=limit).records
-    return [d for d in (recorded(r.event_log_entry) for r in records) if d is not None]
-
-
 def _healthy_before(instance: dg.DagsterInstance, name: str, env: str, version: str) -> Deployed:
     """The record of `version` when it last ran healthy in `env`: what a rollback redeploys."""
     for deployed in deploy_history(instance, name, env):
@@ -255,25 +281,25 @@ def _healthy_before(instance: dg.DagsterInstance, name: str, env: str, version: 
     raise dg.Failure(f"cannot roll {name} in {env} back to {version}: it never ran healthy there")
 
 
-def approvals(instance: dg.DagsterInstance, name: str, env: str, limit: int = 200) -> list[dict[str, Any]]:
-    """Approval events recorded on `<name>/<env>`, newest first."""
-    records = instance.fetch_observations(env_key(name, env), limit=limit).records
-    return [{**observed(r), "timestamp": r.timestamp} for r in records if observed(r).get("event") == APPROVAL_EVENT]
-
-
-def _require_approval(instance: dg.DagsterInstance, deliverable: Deliverable, env: str, version: str) -> None:
-    """A `manual` environment takes a version only with an approval of it by one of its approvers."""
+def _require_approval(instance: dg.DagsterInstance, deliverable: Deliverable, settings: PlatformSettings,
+                      env: str, version: str) -> None:
+    """A `manual` environment takes a version only with a verified, unexpired approval of it by one
+    of its approvers; approvals whose proof does not verify are ignored and named in the failure."""
     policy = deliverable.spec.policy(env)
     if policy.mode != "manual":
         return
-    valid = [a for a in approvals(instance, deliverable.name, env)
-             if a["version"] == version and a["approved_by"] in policy.approvers]
-    if not valid:
-        raise dg.Failure(
-            f"{deliverable.name} {version} needs an approval for {env} (promotion.{env}.mode is manual; "
-            f"approvers: {', '.join(policy.approvers)}). Run: deliver approve {deliverable.name} "
-            f"--version {version} --env {env} --as <approver>"
-        )
+    teams = registry(settings)
+    of_version = [m for m, _ in observations(instance, env_key(deliverable.name, env), APPROVAL_EVENT)
+                  if str(m.get("version")) == version]
+    checks = [check_approval(m, deliverable, env, settings, teams) for m in of_version]
+    if any(check.valid for check in checks):
+        return
+    ignored = "; ".join(f"ignored an approval by {c.approver}: {c.reason}" for c in checks)
+    raise dg.Failure(
+        f"{deliverable.name} {version} needs an approval for {env} (promotion.{env}.mode is manual; "
+        f"approvers: {', '.join(policy.approvers)}). Run: deliver approve {deliverable.name} "
+        f"--version {version} --env {env}" + (f". {ignored}" if ignored else "")
+    )
 
 
 def _stored_build(ctx: StageContext, version: str) -> dict[str, Any]:

@@ -8,8 +8,8 @@ from typing import Any
 import dagster as dg
 
 from platform_assets.catalog import Catalog
+from platform_assets.records import env_key, evaluate_key, latest_records
 from platform_assets.settings import PlatformSettings
-from platform_assets.stages import env_key, evaluate_key, recorded
 
 
 @dataclass
@@ -28,19 +28,20 @@ class DeliverableStatus:
 def collect_status(
     instance: dg.DagsterInstance, catalog: Catalog, settings: PlatformSettings
 ) -> list[DeliverableStatus]:
-    """One batched event-log query for every deliverable and environment."""
+    """One batched event-log query for every deliverable and environment (records only: an event
+    reported by hand never shows as what an environment runs)."""
     keys = [evaluate_key(d.name) for d in catalog]
     keys += [env_key(d.name, env) for d in catalog for env in settings.environment_names]
-    events = instance.get_latest_materialization_events(keys)
+    records = latest_records(instance, keys)
     rows = []
     for deliverable in catalog:
         row = DeliverableStatus(deliverable.name, deliverable.kind, deliverable.spec.owner)
         for env in settings.environment_names:
-            deployed = recorded(events.get(env_key(deliverable.name, env)))
+            deployed = records[env_key(deliverable.name, env)]
             row.versions[env] = deployed.version if deployed else None
             if deployed:
                 row.endpoint = _endpoint(deployed.metadata) or row.endpoint
-        evaluated = recorded(events.get(evaluate_key(deliverable.name)))
+        evaluated = records[evaluate_key(deliverable.name)]
         if evaluated:
             failed = evaluated.metadata.get("failed_gates") or []
             verdict = "passed" if not failed else f"failed: {', '.join(failed)}"

@@ -12,7 +12,7 @@ import json
 import socket
 import urllib.error
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -81,6 +81,10 @@ class Workload:
 
 class DeployTarget(Protocol):
     environment: str
+
+    def lock(self, deliverable: str, holder: str, log: Callable[[str], None] | None = None) -> Any:
+        """A context manager held by a whole deploy step: one deploy per (deliverable, environment)."""
+        ...
 
     def deploy(self, launch: ProcessLaunch) -> dict[str, Any]: ...
 

@@ -15,7 +15,7 @@ import signal
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -23,6 +23,7 @@ from typing import Any
 import dagster as dg
 
 from platform_assets.settings import state_dir
+from resources.deploy_lock import file_lock
 from resources.deploy_target import DeployFailed, ProcessLaunch, free_port, probe
 
 CURRENT = "current.json"
@@ -48,6 +49,11 @@ class LocalProcessTarget(dg.ConfigurableResource):
         path = self.slot(deliverable) / version
         path.mkdir(parents=True, exist_ok=True)
         return path
+
+    def lock(self, deliverable: str, holder: str,
+             log: Callable[[str], None] | None = None) -> contextlib.AbstractContextManager[None]:
+        """Held by a whole deploy step of `deliverable` here (resources/deploy_lock.py)."""
+        return file_lock(self.slot(deliverable) / ".deploy.lock", holder, log)
 
     def current(self, deliverable: str) -> dict[str, Any] | None:
         path = self.base() / deliverable / CURRENT

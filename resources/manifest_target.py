@@ -6,11 +6,15 @@ manifests reach the cluster, which is what `ship` implements.
 
 from __future__ import annotations
 
+import contextlib
 from abc import abstractmethod
+from collections.abc import Callable
 from typing import Any
 
 import dagster as dg
 
+from platform_assets.settings import state_dir
+from resources.deploy_lock import file_lock
 from resources.deploy_target import Workload
 from resources.k8s_manifests import Manifest, RenderContext, render
 
@@ -22,6 +26,12 @@ class ManifestTarget(dg.ConfigurableResource):
     namespace: str
     registry: str
     run_as_user: int = 10001
+
+    def lock(self, deliverable: str, holder: str,
+             log: Callable[[str], None] | None = None) -> contextlib.AbstractContextManager[None]:
+        """Held by a whole deploy step: a file lock in the state folder, which serialises the deploys
+        that share it (the steps of one machine or one volume); see docs/platform-operator.md."""
+        return file_lock(state_dir() / "locks" / self.environment / f"{deliverable}.lock", holder, log)
 
     def namespace_for(self, workload: Workload) -> str:
         return self.namespace.format(team=workload.team, env=self.environment)

@@ -5,7 +5,8 @@ event-log query, the approvals recorded since the previous tick in one more, and
 runs in a third (an environment that a queued or running run is about to deploy is left to it). A version that
 is healthy in an environment is requested for the next one when the spec's `promotion` policy
 allows it: `auto`, or `manual` with an approval of that version for that environment by one of
-its `approvers`. The run key is `promote:<name>:<version>:<env>`, so the daemon never launches
+its `approvers` whose proof verifies (platform_assets/identity/approvals.py). The run key is
+`promote:<name>:<version>:<env>`, so the daemon never launches
 the same promotion twice (a repeated tick, a restart mid-tick), and the cursor remembers what was
 requested, so a tick over unchanged state requests nothing.
 """
@@ -16,13 +17,15 @@ import json
 import warnings
 from dataclasses import dataclass, field
 from itertools import pairwise
-from typing import Any
 
 import dagster as dg
 
 from platform_assets.catalog import Catalog
+from platform_assets.handlers.base import Deployed
+from platform_assets.identity.approvals import APPROVAL_EVENT, check_approval
+from platform_assets.identity.requester import registry
+from platform_assets.records import TRIGGER_TAG, env_key, latest_records, observed
 from platform_assets.settings import PlatformSettings
-from platform_assets.stages import APPROVAL_EVENT, TRIGGER_TAG, env_key, observed, recorded
 from sensors.catalog_sensor import catalog_sensor
 
 
@@ -66,8 +69,10 @@ class PromotionCursor:
                            "requested": sorted(self.requested)})
 
 
-def read_new_approvals(instance: dg.DagsterInstance, cursor: PromotionCursor) -> None:
-    """Every approval observation recorded after the cursor, in one query, into the cursor.
+def read_new_approvals(instance: dg.DagsterInstance, catalog: Catalog, settings: PlatformSettings,
+                       cursor: PromotionCursor) -> None:
+    """Every approval observation recorded after the cursor, in one query; those whose proof
+    verifies for an approver go into the cursor (the deploy step checks them again).
 
     `fetch_observations` reads one asset key per query; across the catalog only the event-records
     query does it in one, hence its deprecation warning is silenced here.
@@ -79,25 +84,31 @@ def read_new_approvals(instance: dg.DagsterInstance, cursor: PromotionCursor) ->
                                   after_cursor=cursor.after_storage_id or None),
             ascending=True,
         )
+    teams = None
     for record in records:
         cursor.after_storage_id = max(cursor.after_storage_id, record.storage_id)
         metadata = observed(record)
-        if metadata.get("event") == APPROVAL_EVENT:
-            name = record.asset_key.path[0]
-            cursor.approvals.add((name, str(metadata["environment"]), str(metadata["version"])))
+        name = record.asset_key.path[0]
+        if metadata.get("event") != APPROVAL_EVENT or name not in catalog.deliverables:
+            continue
+        env = str(metadata.get("environment"))
+        teams = teams or registry(settings)
+        if env in settings.environment_names and check_approval(metadata, catalog.deliverables[name], env,
+                                                                settings, teams).valid:
+            cursor.approvals.add((name, env, str(metadata["version"])))
 
 
-def plan_promotions(catalog: Catalog, settings: PlatformSettings, events: dict[dg.AssetKey, Any],
+def plan_promotions(catalog: Catalog, settings: PlatformSettings, records: dict[dg.AssetKey, Deployed | None],
                     approvals: set[tuple[str, str, str]]) -> list[Promotion]:
     """What may move now: healthy in the previous environment, not yet in the next, policy satisfied."""
     environments = settings.environment_names
     planned = []
     for deliverable in catalog:
         for previous, env in pairwise(environments):
-            source = recorded(events.get(env_key(deliverable.name, previous)))
+            source = records.get(env_key(deliverable.name, previous))
             if source is None or source.metadata.get("healthy") is not True:
                 continue
-            current = recorded(events.get(env_key(deliverable.name, env)))
+            current = records.get(env_key(deliverable.name, env))
             if current is not None and current.version == source.version:
                 continue
             policy = deliverable.spec.policy(env)
@@ -122,11 +133,11 @@ def promotion_tick(instance: dg.DagsterInstance, catalog: Catalog, settings: Pla
                    cursor_text: str | None) -> tuple[list[Promotion], str]:
     """One tick as plain logic: the promotions to request and the next cursor."""
     cursor = PromotionCursor.parse(cursor_text)
-    read_new_approvals(instance, cursor)
+    read_new_approvals(instance, catalog, settings, cursor)
     keys = [env_key(d.name, env) for d in catalog for env in settings.environment_names]
-    events = instance.get_latest_materialization_events(keys)
+    records = latest_records(instance, keys)
     busy = assets_in_flight(instance)
-    planned = [p for p in plan_promotions(catalog, settings, events, cursor.approvals)
+    planned = [p for p in plan_promotions(catalog, settings, records, cursor.approvals)
                if env_key(p.deliverable, p.environment) not in busy]
     new = [p for p in planned if p.run_key not in cursor.requested]
     cursor.requested = {p.run_key for p in planned}  # what is still pending; done ones drop out

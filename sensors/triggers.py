@@ -18,9 +18,9 @@ import dagster as dg
 
 from platform_assets.catalog import Catalog
 from platform_assets.fingerprint import source_digest, source_files
+from platform_assets.records import TRIGGER_TAG, build_key, env_key, evaluate_key, latest_records
 from platform_assets.settings import PlatformSettings
 from platform_assets.specs import Deliverable
-from platform_assets.stages import TRIGGER_TAG, build_key, env_key, evaluate_key, recorded
 from resources.mlflow_registry import MlflowRegistry
 from sensors.catalog_sensor import catalog_sensor
 
@@ -78,11 +78,11 @@ def upstream_tick(instance: dg.DagsterInstance, catalog: Catalog, settings: Plat
         for upstream in deliverable.spec.depends_on:
             downstream.setdefault(upstream, []).append(deliverable.name)
     published_keys = {name: env_key(name, last) for name in downstream}
-    events = instance.get_latest_materialization_events(list(published_keys.values()))
+    records = latest_records(instance, list(published_keys.values()))
     seen: dict[str, str] = json.loads(cursor_text) if cursor_text is not None else {}
     now, requests = {}, []
     for upstream, key in published_keys.items():
-        published = recorded(events.get(key))
+        published = records[key]
         if published is None or published.metadata.get("healthy") is False:
             if upstream in seen:
                 now[upstream] = seen[upstream]

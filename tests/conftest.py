@@ -104,12 +104,59 @@ def status_json() -> list[dict]:
     return json.loads(completed.stdout)
 
 
+def record_from_a_run(instance: dg.DagsterInstance, key: dg.AssetKey, metadata: dict) -> None:
+    """A materialization of `key` written by a run's step, as the stages write their records."""
+
+    @dg.asset(key=key)
+    def _record() -> dg.MaterializeResult:
+        return dg.MaterializeResult(metadata=metadata)
+
+    assert dg.materialize([_record], instance=instance).success
+
+
 def record_deploy(instance: dg.DagsterInstance, name: str, env: str, version: str, healthy: bool = True) -> None:
     """A deploy as `run_deploy` records it (a materialization with `version` and `healthy`), without running it."""
-    from platform_assets.stages import env_key
+    from platform_assets.records import env_key
 
-    instance.report_runless_asset_event(dg.AssetMaterialization(
-        asset_key=env_key(name, env), metadata={"version": version, "environment": env, "healthy": healthy}))
+    record_from_a_run(instance, env_key(name, env), {"version": version, "environment": env, "healthy": healthy})
+
+
+@dataclass(frozen=True)
+class Identities:
+    """Members with real SSH keys in a teams registry of the test's own, in `verified` mode."""
+
+    keys: dict[str, Path]
+    teams_file: Path
+
+
+def ssh_key(folder: Path, name: str) -> Path:
+    key = folder / name
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", name, "-f", str(key)], check=True)
+    return key
+
+
+def write_teams(path: Path, teams: dict[str, list[str]], keys: dict[str, Path], platform_team: str = "platform",
+                emails: bool = True) -> Path:
+    members = {name: {"keys": [(key.with_suffix(".pub")).read_text().strip()],
+                      **({"email": f"{name}@example.com"} if emails else {})} for name, key in keys.items()}
+    path.write_text(yaml.safe_dump({"platform_team": platform_team, "members": members,
+                                    "teams": {team: {"members": names} for team, names in teams.items()}}))
+    return path
+
+
+@pytest.fixture
+def identities(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Identities:
+    """alice and bob in recs-team (alice approves in the tests' specs), mallory in ml-team, olga in
+    the platform team; identity.mode verified with a test attestation key."""
+    folder = tmp_path / "keys"
+    folder.mkdir()
+    keys = {name: ssh_key(folder, name) for name in ("alice", "bob", "mallory", "olga")}
+    teams = write_teams(tmp_path / "teams.yaml", {"platform": ["olga"], "recs-team": ["alice", "bob"],
+                                                  "ml-team": ["mallory"], "analytics": ["olga"]}, keys)
+    monkeypatch.setenv("PLATFORM_TEAMS_FILE", str(teams))
+    monkeypatch.setenv("PLATFORM_IDENTITY_MODE", "verified")
+    monkeypatch.setenv("PLATFORM_IDENTITY_KEY", "test-attestation-key")
+    return Identities(keys, teams)
 
 
 def copy_deliverable(name: str, catalog: Path, standalone: bool = False) -> Path:

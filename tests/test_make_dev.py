@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import json
 import os
-import signal
 import subprocess
 import time
-import urllib.request
 from pathlib import Path
 
 from resources.deploy_target import free_port
 from tests.conftest import PROJECT_ROOT
+from tests.dagster_server import graphql as server_graphql
+from tests.dagster_server import kill_everything_of
 
 QUERY = """
 { assetNodes { assetKey { path } }
@@ -20,33 +19,7 @@ QUERY = """
 
 
 def graphql(port: int) -> dict | None:
-    request = urllib.request.Request(
-        f"http://127.0.0.1:{port}/graphql", data=json.dumps({"query": QUERY}).encode(),
-        headers={"Content-Type": "application/json"},
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=5) as response:
-            return json.loads(response.read())["data"]
-    except OSError:
-        return None
-
-
-def kill_everything_of(home: Path, leader: subprocess.Popen) -> None:
-    """dagster dev may ignore SIGTERM in sandboxes: kill its group, then anything using this home."""
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        try:
-            os.killpg(leader.pid, sig)
-        except ProcessLookupError:
-            break
-        time.sleep(2)
-    for proc in Path("/proc").iterdir():
-        if proc.name.isdigit():
-            try:
-                if f"DAGSTER_HOME={home}".encode() in (proc / "environ").read_bytes():
-                    os.kill(int(proc.name), signal.SIGKILL)
-            except OSError:
-                pass
-    leader.wait(timeout=30)
+    return server_graphql(f"http://127.0.0.1:{port}", QUERY)
 
 
 def test_make_dev_serves_ui_with_daemon_and_catalog(tmp_path: Path) -> None:

@@ -1,11 +1,13 @@
 """The promotion sensor, approvals, history and rollback against a real Dagster instance.
 
 Deploys are recorded the way `run_deploy` records them (materializations with `version` and
-`healthy`), so the sensor's decisions are tested on the event log it reads in production.
+`healthy`, written by a run's step), so the sensor's decisions are tested on the event log it
+reads in production. Approvals are real runs of the approval job, signed with real SSH keys.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,14 +15,19 @@ import dagster as dg
 import pytest
 import yaml
 
+from platform_assets.approval_job import approval_job, approval_run_config
 from platform_assets.catalog import Catalog, load_catalog
 from platform_assets.cli import main
-from platform_assets.delivery_actions import approve, history, rollback_target
+from platform_assets.delivery_actions import history, requester_tags, rollback_target
 from platform_assets.errors import ActionRefused
+from platform_assets.identity.approvals import check_approval
+from platform_assets.identity.requester import registry
+from platform_assets.identity.requests import SignedRequest
+from platform_assets.identity.signatures import sign
+from platform_assets.records import env_key, evaluate_key
 from platform_assets.settings import PlatformSettings, load_settings
-from platform_assets.stages import env_key, evaluate_key
 from sensors.promotion import promotion_sensor, promotion_tick
-from tests.conftest import copy_deliverable
+from tests.conftest import Identities, copy_deliverable, record_from_a_run
 from tests.conftest import record_deploy as deployed
 
 SERVICE, MODEL = "recommendations-api", "churn-model"
@@ -92,28 +99,80 @@ def test_only_healthy_versions_not_yet_there_move(instance, catalog, settings) -
     assert tick(instance, catalog, settings, None)[0] == [], "prod already runs it"
 
 
-def test_manual_policy_waits_for_an_approver(instance, catalog, settings) -> None:
-    instance.report_runless_asset_event(dg.AssetMaterialization(
-        asset_key=evaluate_key(SERVICE), metadata={"version": "abc", "gates_passed": True}))
-    deployed(instance, SERVICE, "staging", "abc")
+def run_approval(instance: dg.DagsterInstance, catalog: Catalog, settings: PlatformSettings, version: str,
+                 tags: dict[str, str]) -> dg.ExecuteInProcessResult:
+    """What `deliver approve` submits, run in this process: the approval job with the request's tags."""
+    return approval_job(catalog, settings).execute_in_process(
+        run_config=approval_run_config(SERVICE, "prod", version), tags=tags, instance=instance, raise_on_error=False)
 
+
+def test_manual_policy_counts_only_verified_approvals_by_an_approver(instance, catalog, settings,
+                                                                     identities: Identities) -> None:
+    record_from_a_run(instance, evaluate_key(SERVICE), {"version": "abc", "gates_passed": True})
+    deployed(instance, SERVICE, "staging", "abc")
     waiting, cursor = tick(instance, catalog, settings, None)
-    with pytest.raises(ActionRefused, match=r"mallory is not an approver of recommendations-api for prod"):
-        approve(instance, catalog, settings, SERVICE, "abc", "prod", "mallory")
-    with pytest.raises(ActionRefused, match=r"recommendations-api zzz is not what staging holds \(abc\)"):
-        approve(instance, catalog, settings, SERVICE, "zzz", "prod", "alice")
+
+    instance.report_runless_asset_event(dg.AssetObservation(asset_key=env_key(SERVICE, "prod"), metadata={
+        "event": "approval", "version": "abc", "environment": "prod", "approved_by": "alice"}))
+    forged, cursor = tick(instance, catalog, settings, cursor)
+    mallory_tags, _ = requester_tags(settings, "approve", SERVICE, "prod", "abc", str(identities.keys["mallory"]))
+    mallory = run_approval(instance, catalog, settings, "abc", mallory_tags)
+    posing = SignedRequest.new("approve", SERVICE, "prod", "abc", "alice")  # alice's name, bob's key
+    posing_tags = dataclasses.replace(posing, signature=sign(posing.payload(), identities.keys["bob"])).tags()
+    impostor = run_approval(instance, catalog, settings, "abc", posing_tags)
+    wrong_version = run_approval(instance, catalog, settings, "zzz", requester_tags(
+        settings, "approve", SERVICE, "prod", "zzz", str(identities.keys["alice"]))[0])
     refused, cursor = tick(instance, catalog, settings, cursor)
-    approval = approve(instance, catalog, settings, SERVICE, "abc", "prod", "alice")
+    alice_tags, who = requester_tags(settings, "approve", SERVICE, "prod", "abc", str(identities.keys["alice"]))
+    alice = run_approval(instance, catalog, settings, "abc", alice_tags)
+    replayed = run_approval(instance, catalog, settings, "abc", alice_tags)
     approved, cursor = tick(instance, catalog, settings, cursor)
     again, _ = tick(instance, catalog, settings, cursor)
 
-    assert waiting == refused == again == []
+    assert waiting == forged == refused == again == []
+    assert not mallory.success and "mallory is not an approver of recommendations-api for prod" in str(
+        mallory.failure_data_for_node("record_approval").error.message)
+    assert not impostor.success and "does not verify for 'alice'" in str(
+        impostor.failure_data_for_node("record_approval").error.message)
+    assert not wrong_version.success and "zzz is not what staging holds (abc)" in str(
+        wrong_version.failure_data_for_node("record_approval").error.message)
+    assert who == "alice" and alice.success
+    assert not replayed.success and "already used by another run" in str(
+        replayed.failure_data_for_node("record_approval").error.message)
     assert [r.run_key for r in approved] == [f"promote:{SERVICE}:abc:prod"]
-    [observation] = instance.fetch_observations(env_key(SERVICE, "prod"), limit=5).records
-    recorded = {k: v.value for k, v in observation.asset_observation.metadata.items()}
-    assert recorded == approval and recorded["approved_by"] == "alice" and recorded["version"] == "abc"
+    trail = [(e.event, e.detail) for e in history(instance, catalog, settings, SERVICE) if e.event == "approval"]
+    assert trail[0] == ("approval", "by alice")
+    assert trail[1][1].startswith("IGNORED (it carries no proof") and trail[1][1].endswith("claims alice"), trail
     with pytest.raises(ActionRefused, match=r"promotion.staging is auto"):
-        approve(instance, catalog, settings, SERVICE, "abc", "staging", "alice")
+        main_or_raise(["approve", SERVICE, "--version", "abc", "--env", "staging", "--key",
+                       str(identities.keys["alice"])])
+
+
+def main_or_raise(argv: list[str]) -> int:
+    from platform_assets.cli import COMMANDS, build_parser
+
+    args = build_parser().parse_args(argv)
+    return COMMANDS[args.command](args)
+
+
+def test_approvals_expire_after_the_policys_max_age(instance, catalog, settings, identities: Identities) -> None:
+    spec = yaml.safe_load((catalog.root / SERVICE / "deliverable.yaml").read_text())
+    spec["promotion"]["prod"]["max_age"] = "1h"
+    (catalog.root / SERVICE / "deliverable.yaml").write_text(yaml.safe_dump(spec))
+    deliverable = load_catalog(catalog.root, settings).deliverables[SERVICE]
+    record_from_a_run(instance, evaluate_key(SERVICE), {"version": "abc", "gates_passed": True})
+    deployed(instance, SERVICE, "staging", "abc")
+    tags, _ = requester_tags(settings, "approve", SERVICE, "prod", "abc", str(identities.keys["alice"]))
+    assert run_approval(instance, catalog, settings, "abc", tags).success
+    [observation] = instance.fetch_observations(env_key(SERVICE, "prod"), limit=1).records
+    metadata = {k: v.value for k, v in observation.asset_observation.metadata.items()}
+    signed_at = SignedRequest.from_tags(tags).requested_at  # type: ignore[union-attr]
+
+    fresh = check_approval(metadata, deliverable, "prod", settings, registry(settings), now=signed_at + 60)
+    stale = check_approval(metadata, deliverable, "prod", settings, registry(settings), now=signed_at + 2 * 3600)
+
+    assert fresh.valid and fresh.approver == "alice"
+    assert not stale.valid and "expired" in stale.reason and "max_age is 1.0h" in stale.reason
 
 
 def test_rollback_picks_the_last_healthy_version_and_history_lists_everything(instance, catalog, settings) -> None:
@@ -125,20 +184,22 @@ def test_rollback_picks_the_last_healthy_version_and_history_lists_everything(in
     assert rollback_target(instance, MODEL, "prod", "1") == "1"
     with pytest.raises(ActionRefused, match="churn-model 2 was never healthy in prod"):
         rollback_target(instance, MODEL, "prod", "2")
-    entries = history(instance, settings, MODEL)
+    entries = history(instance, catalog, settings, MODEL)
     assert [(e.event, e.version, e.detail) for e in entries] == [
         ("deploy", "3", "healthy"), ("deploy", "2", "UNHEALTHY"), ("deploy", "1", "healthy")]
 
 
-def test_cli_approve_refuses_a_non_approver_with_exit_2(instance, catalog, settings, monkeypatch,
+def test_cli_approve_refuses_a_non_approver_with_exit_2(instance, catalog, settings, monkeypatch, identities,
                                                          capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.setenv("PLATFORM_CATALOG_DIR", str(catalog.root))
     monkeypatch.setenv("DAGSTER_HOME", instance.root_directory)
-    deployed(instance, SERVICE, "staging", "abc")
 
-    code = main(["approve", SERVICE, "--version", "abc", "--env", "prod", "--as", "mallory"])
+    code = main(["approve", SERVICE, "--version", "abc", "--env", "prod", "--key", str(identities.keys["mallory"])])
+    claimed = main(["approve", SERVICE, "--version", "abc", "--env", "prod", "--as", "alice"])
 
-    assert code == 2 and "refused: mallory is not an approver" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert code == 2 and "refused: mallory is not an approver" in err
+    assert claimed == 2 and "--as no longer says who you are" in err
 
 
 def test_tick_over_a_thousand_deliverables_reads_the_instance_in_three_queries(instance, settings, tmp_path) -> None:

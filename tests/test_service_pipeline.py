@@ -12,6 +12,7 @@ import urllib.request
 import dagster as dg
 import pytest
 
+from platform_assets.records import ROLLBACK_TAG, TRIGGER_TAG
 from tests.conftest import Platform, cli, materialize_with_cli, status_json
 
 SERVICE = "recommendations-api"
@@ -194,23 +195,28 @@ def test_version_unhealthy_after_start_is_rolled_back_automatically(delivered: P
     assert [(e["event"], e["version"]) for e in newest] == [("rollback", good), ("deploy_unhealthy", bad)], newest
 
 
-def test_cli_rolls_back_promotes_again_and_shows_the_history(delivered: Platform) -> None:
+def test_rollback_and_promotion_runs_redeploy_recorded_versions_and_the_history_shows_them(
+        delivered: Platform) -> None:
+    """The runs `deliver rollback` and `deliver promote` submit (tags as the CLI sets them; the CLI's
+    own submission is tested in test_governance.py), run here in-process."""
     first = delivered.latest(f"{SERVICE}/prod")["version"]
     edit(delivered, "src/recommendations_api/app.py", 'version="1.3.0"', 'version="1.3.1"')
     assert delivered.materialize(*THROUGH_PROD).success
     second = delivered.latest(f"{SERVICE}/prod")["version"]
+    prod = [dg.AssetKey([SERVICE, "prod"])]
 
-    rolled = cli("rollback", SERVICE, "--env", "prod")
+    rolled = delivered.run_request(dg.RunRequest(asset_selection=prod, tags={
+        ROLLBACK_TAG: first, TRIGGER_TAG: "cli-rollback"}))
     back = delivered.latest(f"{SERVICE}/prod")
     never = cli("rollback", SERVICE, "--env", "prod", "--to", "0000000")
-    promoted = cli("promote", SERVICE, "--env", "prod")
+    promoted = delivered.run_request(dg.RunRequest(asset_selection=prod, tags={TRIGGER_TAG: "cli-promote"}))
     again = delivered.latest(f"{SERVICE}/prod")
 
-    assert rolled.returncode == 0, rolled.stderr[-2000:]
+    assert rolled.success, rolled.all_events
     assert (back["version"], back["rollback_from"], back["trigger"], back["healthy"]) == (
         first, second, "cli-rollback", True)
     assert never.returncode == 2 and "0000000 was never healthy in prod" in never.stderr
-    assert promoted.returncode == 0, promoted.stderr[-2000:]
+    assert promoted.success
     assert (again["version"], again["trigger"]) == (second, "cli-promote")
     assert health(again["url"])["version"] == second
     trail = [(e["asset"], e["event"], e["version"]) for e in history_json(SERVICE)]
@@ -218,3 +224,41 @@ def test_cli_rolls_back_promotes_again_and_shows_the_history(delivered: Platform
                          (f"{SERVICE}/prod", "deploy", second)], trail
     assert (f"{SERVICE}/evaluate", "evaluate", first) in trail and (f"{SERVICE}/build", "build", first) in trail
     assert f"rollback       {first}" in cli("history", SERVICE).stdout
+
+
+def test_a_materialization_reported_by_hand_does_not_erase_the_gate_baseline(delivered: Platform) -> None:
+    """The UI's "Report materialization" writes a metadata-less event outside any run: it is not a
+    record, so `api_compatibility` still compares against what prod runs."""
+    serving = delivered.latest(f"{SERVICE}/prod")["version"]
+    delivered.instance.report_runless_asset_event(dg.AssetMaterialization(asset_key=dg.AssetKey([SERVICE, "prod"])))
+    edit(delivered, "src/recommendations_api/app.py", "    name: str\n", "    title: str\n")
+    edit(delivered, "src/recommendations_api/app.py", "name=PRODUCTS[pid]", "title=PRODUCTS[pid]")
+
+    result = delivered.materialize(f"{SERVICE}/build", f"{SERVICE}/evaluate")
+
+    assert checks(result)[f"{SERVICE}/evaluate:api_compatibility"] is False
+    [evaluation] = [e for e in result.get_asset_check_evaluations() if e.check_name == "api_compatibility"]
+    assert evaluation.metadata["baseline_version"].value == serving
+    [row] = status_json()
+    assert row["versions"]["prod"] == serving, "status shows the record, not the hand-written event"
+    assert [e["event"] for e in history_json(SERVICE)].count("ignored") == 1
+
+
+def test_a_version_unhealthy_in_staging_cannot_be_materialized_into_prod(platform: Platform) -> None:
+    """Its first staging deploy comes up, then fails `healthy`; nothing healthy ran there before,
+    so it stays recorded as unhealthy, and selecting prod on its own does not promote it."""
+    edit(platform, "src/recommendations_api/app.py", "def health() -> Health:\n",
+         "def health() -> Health:\n    HEALTH_CALLS.append(1)\n    if len(HEALTH_CALLS) > 1:\n"
+         "        raise HTTPException(status_code=503, detail='degraded after start')\n")
+    edit(platform, "src/recommendations_api/app.py", "RETENTION_THRESHOLD = 0.5\n",
+         "RETENTION_THRESHOLD = 0.5\nHEALTH_CALLS: list[int] = []\n")
+    platform.materialize(f"{SERVICE}/build", f"{SERVICE}/evaluate", f"{SERVICE}/staging")
+    staging = platform.latest(f"{SERVICE}/staging")
+
+    result = platform.materialize(f"{SERVICE}/prod")
+
+    assert staging["healthy"] is False
+    assert not result.success
+    message = result.failure_data_for_node("recommendations_api__prod").error.message
+    assert f"{staging['version']} is not healthy in staging" in message
+    assert platform.instance.get_latest_materialization_event(dg.AssetKey([SERVICE, "prod"])) is None

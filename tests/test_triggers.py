@@ -14,8 +14,8 @@ import pytest
 import yaml
 
 from platform_assets.catalog import Catalog, load_catalog
+from platform_assets.records import build_key, env_key, evaluate_key
 from platform_assets.settings import PlatformSettings, load_settings
-from platform_assets.stages import build_key, env_key, evaluate_key
 from sensors.triggers import schedule_tick, source_tick, upstream_tick
 from tests.conftest import copy_deliverable, record_deploy
 

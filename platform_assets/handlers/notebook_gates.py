@@ -7,30 +7,13 @@
 from __future__ import annotations
 
 import difflib
-import re
-from typing import Annotated, Any
+from typing import Any
 
-from pydantic import BeforeValidator, Field
+from pydantic import Field
 
 from platform_assets.expectations import Expectation
 from platform_assets.handlers.base import GateResult
-from platform_assets.specs import StrictModel
-
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h)?\s*$")
-_UNITS = {None: 1, "s": 1, "m": 60, "h": 3600}
-
-
-def _seconds(value: Any) -> Any:
-    """A duration: seconds as a number, or '90s', '5m', '1h'."""
-    if isinstance(value, str):
-        match = _DURATION.match(value)
-        if not match:
-            raise ValueError(f"'{value}' is not a duration; write seconds (300) or '90s', '5m', '1h'")
-        return float(match.group(1)) * _UNITS[match.group(2)]
-    return value
-
-
-Seconds = Annotated[float, BeforeValidator(_seconds), Field(gt=0)]
+from platform_assets.specs import Seconds, StrictModel
 
 
 class ExecutesGate(StrictModel):
