@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from platform_assets.settings import ComputeProfile, PlatformSettings
+from platform_assets.settings import ComputeProfile, KubernetesExecution, PlatformSettings
 from platform_assets.specs import DeliverableSpec
 
 K8S_CONFIG_TAG = "dagster-k8s/config"
@@ -33,6 +33,11 @@ def step_compute(spec: DeliverableSpec, stage: str, settings: PlatformSettings) 
     if stage == "build":
         return spec.compute or settings.default_compute
     return settings.default_compute
+
+
+def step_service_account(stage: str, k8s: KubernetesExecution) -> str:
+    """Deploy steps alone hold the deployer's rights; build and evaluate steps only launch sandbox pods."""
+    return k8s.deployer_service_account_name if stage == "deploy" else k8s.service_account_name
 
 
 def restricted_pod_security(run_as_user: int) -> dict[str, Any]:
@@ -62,19 +67,23 @@ def step_k8s_config(name: str, profile: ComputeProfile, run_as_user: int) -> dic
 
 
 class ComputeTags:
-    """Op tags per profile, serialised once: 1,000 deliverables share a handful of tag values."""
+    """Op tags per (profile, service account), serialised once: 1,000 deliverables share a handful
+    of tag values."""
 
     def __init__(self, settings: PlatformSettings) -> None:
         self._settings = settings
-        self._cache: dict[str, dict[str, str]] = {}
+        self._cache: dict[tuple[str, str], dict[str, str]] = {}
 
-    def __call__(self, profile_name: str) -> dict[str, str]:
-        tags = self._cache.get(profile_name)
+    def __call__(self, profile_name: str, stage: str) -> dict[str, str]:
+        k8s = self._settings.execution.kubernetes
+        account = step_service_account(stage, k8s)
+        tags = self._cache.get((profile_name, account))
         if tags is None:
             profile = self._settings.profile(profile_name)
-            config = step_k8s_config(profile_name, profile, self._settings.execution.kubernetes.run_as_user)
+            config = step_k8s_config(profile_name, profile, k8s.run_as_user)
+            config["pod_spec_config"]["service_account_name"] = account
             tags = {COMPUTE_TAG: profile_name, K8S_CONFIG_TAG: json.dumps(config, sort_keys=True)}
             if profile.is_gpu:
                 tags[GPU_TAG] = "true"
-            self._cache[profile_name] = tags
+            self._cache[(profile_name, account)] = tags
         return tags

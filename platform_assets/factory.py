@@ -63,7 +63,7 @@ def deliverable_assets(
             check_specs=checks,
             description=description,
             tags={"deliverable": name, "stage": stage_name},
-            op_tags=compute_tags(compute),
+            op_tags=compute_tags(compute, stage_name),
             required_resource_keys=resources,
             pool=pool,
             **shared,

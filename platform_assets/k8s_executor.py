@@ -13,7 +13,7 @@ from typing import Any
 import dagster as dg
 
 from platform_assets.compute import GPU_TAG, step_k8s_config
-from platform_assets.settings import MODE_ENV, PlatformSettings
+from platform_assets.settings import IDENTITY_MODE_ENV, MODE_ENV, PlatformSettings
 
 
 def executor_config(settings: PlatformSettings) -> dict[str, Any]:
@@ -25,8 +25,8 @@ def executor_config(settings: PlatformSettings) -> dict[str, Any]:
         "service_account_name": k8s.service_account_name,
         "env_secrets": list(k8s.env_secrets),
         "env_config_maps": list(k8s.env_config_maps),
-        # Step pods load the code location again: they must see the same mode.
-        "env_vars": [f"{MODE_ENV}=kubernetes"],
+        # Step pods load the code location again: they must see the same modes.
+        "env_vars": [f"{MODE_ENV}=kubernetes", f"{IDENTITY_MODE_ENV}={settings.identity_mode}"],
         "labels": {"app.kubernetes.io/part-of": "delivery-platform"},
         "max_concurrent": k8s.max_concurrent,
         "tag_concurrency_limits": [{"key": GPU_TAG, "value": "true", "limit": k8s.gpu_steps_per_run}],

@@ -58,8 +58,18 @@ def deploy_target(settings: PlatformSettings, env: Environment) -> Any:
 
 
 def sandbox_resource(settings: PlatformSettings) -> Any:
-    """Where deliverable code runs: a child process here (a pod of its own in kubernetes mode)."""
-    return LocalSandbox()
+    """Where deliverable code runs: a child process here, a pod of its own in kubernetes mode (its
+    files travel through the artifact bucket, so that mode needs `artifacts: {type: s3}`)."""
+    if settings.execution_mode != "kubernetes":
+        return LocalSandbox()
+    from resources.k8s_sandbox import KubernetesSandbox
+
+    k8s, artifacts = settings.execution.kubernetes, settings.artifacts
+    return KubernetesSandbox(namespace=k8s.sandbox_namespace, service_account=k8s.sandbox_service_account,
+                             image=k8s.sandbox_image, image_pull_policy=k8s.image_pull_policy,
+                             run_as_user=k8s.run_as_user, start_timeout_s=k8s.sandbox_start_timeout_s,
+                             bucket=artifacts.bucket if artifacts.type == "s3" else "", prefix=artifacts.prefix,
+                             endpoint_url=artifacts.endpoint_url, region_name=artifacts.region)
 
 
 def platform_resources(settings: PlatformSettings) -> dict[str, Any]:

@@ -233,12 +233,22 @@ class KubernetesExecution(_Strict):
     # Environment variable holding the step image; unset: the code location's own image (Helm sets it).
     job_image_env: str | None = None
     image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = "IfNotPresent"
+    # Build and evaluate steps: may launch and watch sandbox Jobs in the team build namespaces, nothing else.
     service_account_name: str = "dagster-steps"
+    # Deploy steps alone: the right to apply workloads in the team deploy namespaces.
+    deployer_service_account_name: str = "dagster-deployer"
     env_secrets: list[str] = Field(default_factory=list)
     env_config_maps: list[str] = Field(default_factory=list)
     max_concurrent: int = Field(default=8, ge=1)
     gpu_steps_per_run: int = Field(default=1, ge=1)
     run_as_user: int = Field(default=10001, ge=1)
+    # Deliverable code runs in pods of its own (resources/k8s_sandbox.py): `{team}` is filled in.
+    sandbox_namespace: str = Field(default="{team}-builds", pattern=r"^[a-z0-9{}-]{1,63}$")
+    sandbox_service_account: str = Field(default="{team}-builder", pattern=r"^[a-z0-9{}-]{1,63}$")
+    # Image of sandbox pods; unset: the code location's image (it holds the platform's pod entry).
+    sandbox_image: str | None = None
+    # Time a sandbox pod may take to be scheduled and start, on top of its task's own timeout.
+    sandbox_start_timeout_s: int = Field(default=600, ge=10)
 
 
 class AutomationConfig(_Strict):

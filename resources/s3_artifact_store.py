@@ -20,6 +20,13 @@ from platform_assets.settings import state_dir
 from resources.artifact_store import ArtifactStore, atomic_write, to_json
 
 
+def s3_client(endpoint_url: str | None, region_name: str | None) -> Any:
+    """A boto3 S3 client through dagster-aws's `S3Resource` (credentials from the AWS environment)."""
+    from dagster_aws.s3 import S3Resource
+
+    return S3Resource(endpoint_url=endpoint_url, region_name=region_name).get_client()
+
+
 class S3ArtifactStore(ArtifactStore):
     bucket: str
     prefix: str = "artifacts"
@@ -30,9 +37,7 @@ class S3ArtifactStore(ArtifactStore):
 
     def client(self) -> Any:
         if self._client is None:
-            from dagster_aws.s3 import S3Resource
-
-            self._client = S3Resource(endpoint_url=self.endpoint_url, region_name=self.region_name).get_client()
+            self._client = s3_client(self.endpoint_url, self.region_name)
         return self._client
 
     def key(self, deliverable: str, version: str, filename: str) -> str:

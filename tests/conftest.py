@@ -21,9 +21,11 @@ from platform_assets.fingerprint import IGNORED_DIRS
 from platform_assets.resources_config import platform_resources
 from platform_assets.settings import PROJECT_ROOT, PlatformSettings, load_settings
 from resources.local_process import LocalProcessTarget
+from resources.s3_artifact_store import S3ArtifactStore
 from tests.postgres_server import PostgresServer, running_postgres
 
 DEMO_CATALOG = PROJECT_ROOT / "catalog"
+ARTIFACT_BUCKET = "delivery-artifacts"
 
 
 @dataclass
@@ -194,6 +196,37 @@ def platform_with(instance_yaml: str, tmp_path: Path, monkeypatch: pytest.Monkey
     with dg.DagsterInstance.get() as instance:
         yield Platform(home, catalog, settings, instance)
     stop_all(settings)
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[str]:
+    """moto's server mode: a local S3-compatible HTTP server that boto3 talks to like to AWS."""
+    from moto.server import ThreadedMotoServer
+
+    from resources.deploy_target import free_port
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    yield f"http://127.0.0.1:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def s3(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> S3ArtifactStore:
+    """An empty bucket; credentials only through the environment, as in production."""
+    for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                        "AWS_DEFAULT_REGION": "us-east-1"}.items():
+        monkeypatch.setenv(name, value)
+    store = S3ArtifactStore(bucket=ARTIFACT_BUCKET, endpoint_url=s3_endpoint, region_name="us-east-1",
+                            cache_dir=str(tmp_path / "cache"))
+    client = store.client()
+    if ARTIFACT_BUCKET in [b["Name"] for b in client.list_buckets()["Buckets"]]:
+        for obj in client.list_objects_v2(Bucket=ARTIFACT_BUCKET).get("Contents", []):
+            client.delete_object(Bucket=ARTIFACT_BUCKET, Key=obj["Key"])
+    else:
+        client.create_bucket(Bucket=ARTIFACT_BUCKET)
+    return store
 
 
 @pytest.fixture(scope="session")

@@ -81,3 +81,16 @@ def assert_valid_and_restricted(manifest: dict[str, Any]) -> None:
     if pod is not None:
         where = f"{manifest['kind']}/{manifest['metadata']['name']}"
         assert restricted_violations(pod) == [], f"{where} is not 'restricted': {restricted_violations(pod)}"
+
+
+def selects(selector: dict[str, Any], labels: dict[str, str]) -> bool:
+    """Whether a Kubernetes label selector (matchLabels, matchExpressions) selects `labels`."""
+    if any(labels.get(key) != value for key, value in (selector.get("matchLabels") or {}).items()):
+        return False
+    for expression in selector.get("matchExpressions") or []:
+        key, operator, values = expression["key"], expression["operator"], expression.get("values") or []
+        present = key in labels
+        if not {"In": present and labels[key] in values, "NotIn": not present or labels[key] not in values,
+                "Exists": present, "DoesNotExist": not present}[operator]:
+            return False
+    return True

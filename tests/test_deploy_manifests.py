@@ -19,12 +19,13 @@ from platform_assets.settings import PROJECT_ROOT, load_settings
 from resources.deploy_target import Workload
 from resources.k8s_manifests import MODEL_URI_ANNOTATION, RENDERERS, RenderContext, render
 from tests.k8s_render import CODE_IMAGE
-from tests.k8s_schema import assert_valid_and_restricted, manifests_in, restricted_violations
+from tests.k8s_schema import assert_valid_and_restricted, manifests_in, restricted_violations, selects
 
 DEPLOY = PROJECT_ROOT / "deploy"
 NOT_MANIFESTS = {DEPLOY / "dagster.yaml", DEPLOY / "dagster.local.yaml", DEPLOY / "platform.kubernetes.yaml",
-                 DEPLOY / "helm" / "values.yaml"}
+                 DEPLOY / "helm" / "values.yaml", DEPLOY / "helm" / "oauth2-proxy-values.yaml"}
 PRODUCTION = DEPLOY / "platform.kubernetes.yaml"
+COORDINATOR = ("platform_assets.identity.run_coordinator", "IdentityRunCoordinator")
 
 
 def manifest_files() -> list[Path]:
@@ -53,6 +54,146 @@ def test_base_manifests_cover_namespaces_quotas_priority_and_default_deny() -> N
     assert deny and all(m["spec"]["podSelector"] == {} and "Ingress" in m["spec"]["policyTypes"] for m in deny)
     namespaces = [m for m in manifests if m["kind"] == "Namespace"]
     assert all(n["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted" for n in namespaces)
+
+
+def all_manifests() -> list[dict]:
+    return [m for path in manifest_files() for m in manifests_in(path)]
+
+
+def team_names() -> list[str]:
+    return sorted(m["metadata"]["labels"]["platform.delivery/team"] for m in all_manifests()
+                  if m["kind"] == "Namespace" and m["metadata"]["labels"].get("platform.delivery/purpose") == "builds")
+
+
+def bindings_of(account: str) -> list[dict]:
+    return [m for m in all_manifests() if m["kind"] in ("RoleBinding", "ClusterRoleBinding")
+            and any(s.get("kind") == "ServiceAccount" and s["name"] == account for s in m.get("subjects") or [])]
+
+
+def test_every_team_has_a_build_namespace_closed_but_for_dns_and_https() -> None:
+    k8s = load_settings(PRODUCTION).execution.kubernetes
+    manifests = all_manifests()
+    assert team_names() == ["analytics", "ml-team", "recs-team"]
+    for team in team_names():
+        namespace = k8s.sandbox_namespace.format(team=team)
+        own = [m for m in manifests if m["metadata"].get("namespace") == namespace]
+        assert {"ResourceQuota", "LimitRange"} <= {m["kind"] for m in own}, namespace
+        [account] = [m for m in own if m["kind"] == "ServiceAccount"]
+        assert account["metadata"]["name"] == k8s.sandbox_service_account.format(team=team)
+        assert account["automountServiceAccountToken"] is False
+        policies = [m["spec"] for m in own if m["kind"] == "NetworkPolicy"]
+        assert {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]} in policies, "default deny"
+        assert not any(p.get("ingress") for p in policies), "nothing reaches a sandbox pod"
+        egress = [rule for p in policies for rule in p.get("egress") or []]
+        assert {port["port"] for rule in egress for port in rule["ports"]} == {53, 443}
+        [https] = [rule for rule in egress if rule["ports"] == [{"protocol": "TCP", "port": 443}]]
+        [block] = https["to"]
+        assert {"10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.0.0/16"} <= set(block["ipBlock"]["except"])
+        dns = [rule for rule in egress if rule is not https]
+        assert all(rule["to"][0]["namespaceSelector"]["matchLabels"] == {"kubernetes.io/metadata.name": "kube-system"}
+                   for rule in dns)
+
+
+def test_builder_accounts_are_bound_to_nothing() -> None:
+    k8s = load_settings(PRODUCTION).execution.kubernetes
+    for team in team_names():
+        assert bindings_of(k8s.sandbox_service_account.format(team=team)) == []
+    named = [s["name"] for m in all_manifests() if m["kind"] in ("RoleBinding", "ClusterRoleBinding")
+             for s in m.get("subjects") or []]
+    assert not [name for name in named if name.endswith("-builder")]
+
+
+def test_the_deployer_is_bound_only_in_deploy_namespaces_and_steps_only_launch_sandboxes() -> None:
+    settings = load_settings(PRODUCTION)
+    k8s = settings.execution.kubernetes
+    deploy_namespaces = {env.namespace_for(team) for team in team_names() for env in settings.environments}
+    deployer = bindings_of(k8s.deployer_service_account_name)
+    assert {b["kind"] for b in deployer} == {"RoleBinding"}
+    assert {b["metadata"]["namespace"] for b in deployer} == deploy_namespaces
+    assert {b["roleRef"]["name"] for b in deployer} == {"platform-deployer"}
+    steps = bindings_of(k8s.service_account_name)
+    assert {b["kind"] for b in steps} == {"RoleBinding"}
+    assert {b["metadata"]["namespace"] for b in steps} == {k8s.sandbox_namespace.format(team=t) for t in team_names()}
+    assert {b["roleRef"]["name"] for b in steps} == {"platform-sandbox-launcher"}
+    [launcher] = [m for m in all_manifests() if m["kind"] == "ClusterRole"
+                  and m["metadata"]["name"] == "platform-sandbox-launcher"]
+    granted = {(group, resource): set(rule["verbs"]) for rule in launcher["rules"]
+               for group in rule["apiGroups"] for resource in rule["resources"]}
+    assert set(granted) == {("batch", "jobs"), ("batch", "jobs/status"), ("", "pods"), ("", "pods/log")}
+    assert granted[("", "pods/log")] == {"get"} and "create" not in granted[("", "pods")], "no exec, no secrets"
+
+
+def proxy_deployment() -> dict:
+    [deployment] = [m for m in manifests_in(DEPLOY / "k8s" / "auth" / "oauth2-proxy.yaml") if m["kind"] == "Deployment"]
+    return deployment
+
+
+def test_the_authenticating_proxy_forwards_verified_identities_only() -> None:
+    deployment = proxy_deployment()
+    assert_valid_and_restricted(deployment)
+    [container] = deployment["spec"]["template"]["spec"]["containers"]
+    args = set(container["args"])
+    webserver = "http://dagster-dagster-webserver.dagster.svc.cluster.local:80/"
+    assert {"--reverse-proxy=true", "--provider=oidc", "--pass-user-headers=true", "--skip-auth-strip-headers=true",
+            f"--upstream={webserver}", "--cookie-secure=true"} <= args
+    assert not [a for a in args if a.startswith(("--skip-auth-route", "--skip-auth-regex"))], "no bypass"
+    secrets = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in container["env"]}
+    assert set(secrets) == {"OAUTH2_PROXY_OIDC_ISSUER_URL", "OAUTH2_PROXY_CLIENT_ID", "OAUTH2_PROXY_CLIENT_SECRET",
+                            "OAUTH2_PROXY_COOKIE_SECRET"}
+    assert {ref["name"] for ref in secrets.values()} == {"oauth2-proxy"}
+    [ingress] = [m for m in manifests_in(DEPLOY / "k8s" / "auth" / "oauth2-proxy.yaml") if m["kind"] == "Ingress"]
+    assert ingress["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]["name"] == "oauth2-proxy"
+    chart = yaml.safe_load((DEPLOY / "helm" / "oauth2-proxy-values.yaml").read_text())
+    assert chart["config"]["existingSecret"] == "oauth2-proxy" and webserver in chart["config"]["configFile"]
+    assert {"reverse-proxy", "pass-user-headers", "skip-auth-strip-headers"} <= set(chart["extraArgs"])
+    assert all(chart["extraArgs"][flag] is True for flag in ("pass-user-headers", "skip-auth-strip-headers"))
+    assert chart["extraEnv"][0]["valueFrom"]["secretKeyRef"]["name"] == "oauth2-proxy"
+    assert chart["podLabels"] == {"platform.delivery/role": "auth-proxy"}
+
+
+def test_the_webserver_admits_connections_from_the_proxy_pods_alone() -> None:
+    values = yaml.safe_load((DEPLOY / "helm" / "values.yaml").read_text())
+    webserver = {**values["dagsterWebserver"]["labels"], "component": "dagster-webserver"}
+    proxy = proxy_deployment()["spec"]["template"]["metadata"]["labels"]
+    chart_proxy = yaml.safe_load((DEPLOY / "helm" / "oauth2-proxy-values.yaml").read_text())["podLabels"]
+    policies = [m for m in all_manifests() if m["kind"] == "NetworkPolicy" and m["metadata"]["namespace"] == "dagster"]
+    admitting = [p for p in policies if selects(p["spec"]["podSelector"], webserver) and p["spec"].get("ingress")]
+    assert [p["metadata"]["name"] for p in admitting] == ["webserver-from-auth-proxy"]
+    [rule] = admitting[0]["spec"]["ingress"]
+    [source] = rule["from"]
+    assert set(source) == {"podSelector"}, "no namespace or address range can reach it"
+    assert selects(source["podSelector"], proxy) and selects(source["podSelector"], chart_proxy)
+    for other in ({"component": "dagster-daemon"}, {"app.kubernetes.io/component": "step_worker"}, {}):
+        assert not selects(source["podSelector"], other), other
+    assert "ingress" not in values or not values["ingress"].get("enabled"), "no chart ingress around the proxy"
+
+
+def test_helm_values_and_dagster_yaml_run_the_identity_coordinator_with_identity_everywhere() -> None:
+    from dagster import QueuedRunCoordinator
+    from dagster._config import validate_config
+
+    values = yaml.safe_load((DEPLOY / "helm" / "values.yaml").read_text())
+    daemon = values["dagsterDaemon"]
+    assert daemon["runCoordinator"]["type"] == "CustomRunCoordinator"
+    custom = daemon["runCoordinator"]["config"]["customRunCoordinator"]
+    assert (custom["module"], custom["class"]) == COORDINATOR
+    instance = yaml.safe_load((DEPLOY / "dagster.yaml").read_text())
+    assert (instance["run_coordinator"]["module"], instance["run_coordinator"]["class"]) == COORDINATOR
+    for config in (custom["config"], instance["run_coordinator"].get("config", {})):
+        assert validate_config(QueuedRunCoordinator.config_type(), config).success, "a QueuedRunCoordinator's"
+    assert values["additionalInstanceConfig"]["nux"] == {"enabled": False} and instance["nux"] == {"enabled": False}
+
+    [location] = values["dagster-user-deployments"]["deployments"]
+    webserver = values["dagsterWebserver"]
+    assert webserver["image"]["repository"] == daemon["image"]["repository"] == location["image"]["repository"]
+    verified = {"name": "PLATFORM_IDENTITY_MODE", "value": "verified"}
+    for component in (webserver, daemon, location):  # the location's env reaches run and step pods
+        assert verified in component["env"] and {"name": "platform-identity"} in component["envSecrets"]
+    launcher = values["runLauncher"]["config"]["k8sRunLauncher"]
+    assert {"name": "platform-identity"} in launcher["envSecrets"]
+    assert "PLATFORM_IDENTITY_MODE=verified" in launcher["envVars"]
+    assert "platform-identity" in instance["run_launcher"]["config"]["env_secrets"]
+    assert "platform-identity" in load_settings(PRODUCTION).execution.kubernetes.env_secrets
 
 
 def test_kustomizations_list_exactly_their_folder() -> None:

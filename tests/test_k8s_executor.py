@@ -108,6 +108,24 @@ def test_evaluate_and_deploy_of_a_gpu_deliverable_run_on_cpu(k8s_defs: dg.Defini
         assert "tolerations" not in job["spec"]["template"]["spec"], step
 
 
+def test_only_deploy_steps_hold_the_deployer_service_account(k8s_defs: dg.Definitions, k8s_instance) -> None:
+    """Build and evaluate steps may only launch sandbox pods; deploy steps alone may apply workloads
+    (the bindings are checked in test_deploy_manifests.py)."""
+    k8s = load_settings().execution.kubernetes
+    expected = {CPU_BUILD: k8s.service_account_name, GPU_BUILD: k8s.service_account_name,
+                "churn_model__evaluate": k8s.service_account_name,
+                "churn_model__staging": k8s.deployer_service_account_name,
+                "churn_model__prod": k8s.deployer_service_account_name}
+    assert k8s.service_account_name != k8s.deployer_service_account_name
+    for step, account in expected.items():
+        job, _ = render_step_job(k8s_defs, step, k8s_instance)
+        assert_valid_and_restricted(job)
+        pod = job["spec"]["template"]["spec"]
+        assert pod["serviceAccountName"] == account, step
+        env = {e["name"]: e.get("value") for e in pod["containers"][0]["env"]}
+        assert env["PLATFORM_IDENTITY_MODE"] == load_settings().identity_mode, "steps see the run's identity mode"
+
+
 def test_only_the_gpu_build_is_tagged_and_pooled_for_gpu(k8s_defs: dg.Definitions, k8s_catalog: Path) -> None:
     settings = load_settings()
     gpu_build = k8s_defs.resolve_assets_def(dg.AssetKey.from_user_string("churn-model/build"))

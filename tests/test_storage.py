@@ -17,18 +17,20 @@ import yaml
 from platform_assets.resources_config import artifact_store
 from platform_assets.settings import PROJECT_ROOT, load_settings
 from resources.s3_artifact_store import S3ArtifactStore
+from tests.conftest import ARTIFACT_BUCKET as BUCKET
 from tests.conftest import Platform, platform_with
 from tests.postgres_server import PostgresServer
 
 SERVICE = "recommendations-api"
 THROUGH_STAGING = [f"{SERVICE}/build", f"{SERVICE}/evaluate", f"{SERVICE}/staging"]
-BUCKET = "delivery-artifacts"
 
 
 def production_instance_yaml() -> dict:
-    """deploy/dagster.yaml without the parts that need a cluster (run launcher) or S3 logs."""
+    """deploy/dagster.yaml without the parts that need a cluster (run launcher), S3 logs or the
+    authenticating proxy (run coordinator)."""
     config = yaml.safe_load((PROJECT_ROOT / "deploy" / "dagster.yaml").read_text())
-    config = {key: value for key, value in config.items() if key not in ("run_launcher", "compute_logs")}
+    config = {key: value for key, value in config.items()
+              if key not in ("run_launcher", "compute_logs", "run_coordinator")}
     config["run_monitoring"]["max_resume_run_attempts"] = 0  # only the K8sRunLauncher can resume runs
     return config
 
@@ -56,36 +58,6 @@ def test_service_pipeline_on_postgres_instance_storage(postgres_platform: Platfo
     [run] = instance.get_runs()
     assert run.is_success
     assert instance.get_concurrency_config().pool_config.default_pool_limit == 1
-
-
-@pytest.fixture(scope="module")
-def s3_endpoint() -> Iterator[str]:
-    from moto.server import ThreadedMotoServer
-
-    from resources.deploy_target import free_port
-
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    yield f"http://127.0.0.1:{port}"
-    server.stop()
-
-
-@pytest.fixture
-def s3(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> S3ArtifactStore:
-    """An empty bucket; credentials only through the environment, as in production."""
-    for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                        "AWS_DEFAULT_REGION": "us-east-1"}.items():
-        monkeypatch.setenv(name, value)
-    store = S3ArtifactStore(bucket=BUCKET, endpoint_url=s3_endpoint, region_name="us-east-1",
-                            cache_dir=str(tmp_path / "cache"))
-    client = store.client()
-    if BUCKET in [b["Name"] for b in client.list_buckets()["Buckets"]]:
-        for obj in client.list_objects_v2(Bucket=BUCKET).get("Contents", []):
-            client.delete_object(Bucket=BUCKET, Key=obj["Key"])
-    else:
-        client.create_bucket(Bucket=BUCKET)
-    return store
 
 
 def test_s3_store_round_trips_json_and_files(s3: S3ArtifactStore, tmp_path: Path) -> None:
