@@ -29,6 +29,18 @@ def group_name(owner: str) -> str:
     return owner.replace("-", "_")
 
 
+def stage_pool(kind_pool: str | None, profile_pool: str | None, key: dg.AssetKey, stage_name: str,
+               settings: PlatformSettings) -> str | None:
+    """The concurrency pool of a stage's step. On Kubernetes a deploy step takes the pool of its
+    (deliverable, environment): the instance admits one step per pool (deploy/dagster.yaml
+    `pools.default_limit: 1`) across every run pod, as the deploy lock does for one machine.
+    Otherwise a kind's own pool (duckdb's single writer) is a correctness limit and wins over a
+    profile's capacity pool (gpu)."""
+    if stage_name == "deploy" and settings.execution_mode == "kubernetes":
+        return f"deploy/{key.to_user_string()}"
+    return kind_pool or profile_pool
+
+
 def deliverable_assets(
     deliverable: Deliverable, settings: PlatformSettings, compute_tags: ComputeTags | None = None
 ) -> list[dg.AssetsDefinition]:
@@ -54,8 +66,7 @@ def deliverable_assets(
         resources: set[str],
     ) -> dg.AssetsDefinition:
         compute = step_compute(spec, stage_name, settings)
-        # A kind's own pool (e.g. duckdb's single writer) is a correctness limit and wins over capacity.
-        pool = handler.pool or settings.profile(compute).pool
+        pool = stage_pool(handler.pool, settings.profile(compute).pool, key, stage_name, settings)
 
         @dg.asset(
             key=key,

@@ -181,3 +181,19 @@ def test_bad_compute_profile_names_file_field_and_fix(tmp_path: Path, edit: dict
         load_settings(config)
     assert str(config) in str(error.value) and "compute_profiles.gpu-1" in str(error.value)
     assert message in str(error.value)
+
+
+def test_on_kubernetes_each_deploy_step_has_the_pool_of_its_environment(k8s_defs: dg.Definitions) -> None:
+    """Deploy steps run in separate pods there: the instance's pool (one slot per pool, the
+    production dagster.yaml's `default_limit: 1`) is what keeps two deploys of one environment apart."""
+    import yaml
+
+    pools = {key: k8s_defs.resolve_assets_def(dg.AssetKey.from_user_string(key)).op.pool
+             for key in ("recommendations-api/staging", "recommendations-api/prod", "churn-model/prod",
+                         "churn-model/build")}
+    instance_config = yaml.safe_load((PROJECT_ROOT / "deploy" / "dagster.yaml").read_text())
+
+    assert pools == {"recommendations-api/staging": "deploy/recommendations-api/staging",
+                     "recommendations-api/prod": "deploy/recommendations-api/prod",
+                     "churn-model/prod": "deploy/churn-model/prod", "churn-model/build": "gpu"}
+    assert instance_config["concurrency"]["pools"]["default_limit"] == 1
