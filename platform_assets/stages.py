@@ -162,7 +162,7 @@ def run_deploy(context: dg.AssetExecutionContext, deliverable: Deliverable, sett
             ) from exc
         health = handler.verify(ctx, deployment, target)
         if not health.passed and rollback_to is None:
-            _roll_back_unhealthy(context, ctx, env, candidate.version, health)
+            _roll_back_unhealthy(context, ctx, env, candidate.version, health, requester)
         metadata: dict[str, Any] = {
             "version": candidate.version,
             "environment": env,
@@ -240,7 +240,7 @@ def _candidate(instance: dg.DagsterInstance, deliverable: Deliverable, settings:
 
 
 def _roll_back_unhealthy(context: dg.AssetExecutionContext, ctx: StageContext, env: str, version: str,
-                         health: GateResult) -> None:
+                         health: GateResult, requester: Requester) -> None:
     """A deploy that came up but failed `healthy`: redeploy the last healthy version, record both
     (a `deploy_unhealthy` observation, the restoring materialization) and fail the run, so change
     failure rate and time to restore can be read from the event log. When nothing can be restored
@@ -250,7 +250,7 @@ def _roll_back_unhealthy(context: dg.AssetExecutionContext, ctx: StageContext, e
     previous = next((d for d in deploy_history(context.instance, name, env)
                      if d.version != version and d.metadata.get("healthy") is True), None)
     failure = {"event": "deploy_unhealthy", "attempted_version": version, "reason": health.summary,
-               "restored_version": None}
+               "restored_version": None, "requested_by": requester.describe()}
     restored = None
     if previous is not None:
         handler = get_handler(ctx.deliverable.kind)
@@ -267,6 +267,7 @@ def _roll_back_unhealthy(context: dg.AssetExecutionContext, ctx: StageContext, e
     context.log_event(dg.AssetMaterialization(asset_key=env_key(name, env), metadata=_plain({
         **{k: v for k, v in restored.items() if k != "version"}, "version": previous.version, "environment": env,
         "healthy": check.passed, "rollback_from": version, "trigger": "auto-rollback",
+        "requested_by": requester.describe(),
     })))
     raise dg.Failure(f"{name} {version} deployed to {env} but is not healthy ({health.summary}); rolled back "
                      f"to {previous.version}, which is {'healthy' if check.passed else 'NOT healthy either'}",
