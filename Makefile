@@ -3,7 +3,8 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-DAGSTER_HOME_DIR ?= $(CURDIR)/.dagster_home
+# The instance: an exported DAGSTER_HOME, else .dagster_home/ here (`make dev DAGSTER_HOME_DIR=...` too).
+DAGSTER_HOME_DIR ?= $(or $(DAGSTER_HOME),$(CURDIR)/.dagster_home)
 DEV_HOST ?= 127.0.0.1
 DEV_PORT ?= 3000
 

@@ -197,7 +197,13 @@ COMMANDS = {"validate": cmd_validate, "status": cmd_status, "down": cmd_down, "a
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return COMMANDS[args.command](args)
+        code = COMMANDS[args.command](args)
+        sys.stdout.flush()
+        return code
+    except BrokenPipeError:
+        # The reader went away (`deliver history x | head`): stop quietly, as Unix tools do.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except SettingsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -147,9 +147,16 @@ def history(instance: dg.DagsterInstance, catalog: Catalog, settings: PlatformSe
             if event == APPROVAL_EVENT and stage in settings.environment_names:
                 detail = _approval_detail(catalog, settings, teams, name, stage, metadata)
             else:
-                detail = str(metadata.get("reason", ""))[:160]
+                detail = _one_line(str(metadata.get("reason", "")))
             entries.append(HistoryEntry(record.timestamp, key.to_user_string(), event, version, detail))
     return sorted(entries, key=lambda e: e.timestamp, reverse=True)[:limit]
+
+
+def _one_line(reason: str, width: int = 240) -> str:
+    """A multi-line reason as its first and last lines (what failed, and why): one history row."""
+    lines = [line.strip() for line in reason.splitlines() if line.strip()]
+    text = f"{lines[0]} ... {lines[-1]}" if len(lines) > 1 else "".join(lines)
+    return text if len(text) <= width else text[: width - 3] + "..."
 
 
 def _approval_detail(catalog: Catalog, settings: PlatformSettings, teams: Any, name: str, env: str,

@@ -74,12 +74,12 @@ def run_build(
     for upstream in deliverable.spec.depends_on:
         published = latest(context.instance, env_key(upstream, settings.last_environment))
         if published is None:
-            raise dg.Failure(
+            raise _build_failed(context, deliverable, None, (
                 f"{deliverable.name} depends on '{upstream}', which has no version in "
-                f"{settings.last_environment} yet; deliver {upstream} first"
-            )
+                f"{settings.last_environment} yet; deliver {upstream} first"))
         ctx.upstream_versions[upstream] = published.version
     handler = get_handler(deliverable.kind)
+    version = None
     try:
         version = handler.version(ctx)
         record = ctx.build_record(version) if version else None
@@ -91,12 +91,22 @@ def run_build(
             version = str(record["version"])
             ctx.artifacts.put_json(deliverable.name, version, BUILD_RECORD, record)
     except BuildFailed as exc:
-        raise dg.Failure(f"{deliverable.name} could not be built: {exc}") from exc
+        raise _build_failed(context, deliverable, version, f"{deliverable.name} could not be built: {exc}") from exc
     return dg.MaterializeResult(
         metadata={"version": version, **_plain(handler.build_metadata(record)), "reused": reused,
                   "upstream_versions": ctx.upstream_versions},
         data_version=dg.DataVersion(version),
     )
+
+
+def _build_failed(context: dg.AssetExecutionContext, deliverable: Deliverable, version: str | None,
+                  reason: str) -> dg.Failure:
+    """Record a failed build (`event: build_failed` on `<name>/build`, so `deliver history` and the
+    UI show it) and return the step's failure."""
+    metadata = {"event": "build_failed", "reason": reason, "trigger": context.run.tags.get(TRIGGER_TAG, "manual"),
+                **({"attempted_version": version} if version else {})}
+    context.log_event(dg.AssetObservation(asset_key=build_key(deliverable.name), metadata=metadata))
+    return dg.Failure(reason, metadata=metadata)
 
 
 def run_evaluate(

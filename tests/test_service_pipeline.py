@@ -7,6 +7,8 @@ developer would, and checks what the platform did and what prod serves afterward
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import urllib.request
 
 import dagster as dg
@@ -161,6 +163,14 @@ def test_wrong_app_path_fails_the_build_naming_the_field(platform: Platform) -> 
     message = result.failure_data_for_node("recommendations_api__build").error.message
     assert "could not be built" in message and "No module named 'recommendations_api.api'" in message
     assert "Check field 'service.app' (recommendations_api.api:app)" in message and str(spec) in message
+    [failed] = history_json(SERVICE)
+    assert (failed["asset"], failed["event"]) == (f"{SERVICE}/build", "build_failed")
+    assert failed["detail"].startswith("recommendations-api could not be built")
+    assert "Check field 'service.app'" in failed["detail"]
+    reader_gone = subprocess.Popen([sys.executable, "-m", "platform_assets.cli", "history", SERVICE],
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    reader_gone.stdout.close()  # like `| head` exiting before the history is written
+    assert reader_gone.wait(timeout=60) == 0 and b"Traceback" not in reader_gone.stderr.read()
 
 
 def history_json(name: str) -> list[dict]:
