@@ -1,7 +1,9 @@
 """Writes a synthetic catalog of service deliverables, shaped like a real one at scale.
 
 ~10 teams, ~30% of deliverables with one `depends_on` on an earlier deliverable (so there are no
-cycles), a mix of compute profiles. Seeded, so every run loads the same catalog.
+cycles), a mix of compute profiles. Seeded, so every run loads the same catalog. Owners must be
+teams of the registry, so `teams_file(root)` is written beside the catalog: point
+PLATFORM_TEAMS_FILE at it.
 """
 
 import random
@@ -34,9 +36,24 @@ def spec_yaml(index: int, rng: random.Random) -> str:
     return "\n".join(lines) + "\n"
 
 
+def teams_file(root: Path) -> Path:
+    """The teams registry of the catalog in `root`, beside it (the catalog holds deliverables only)."""
+    return root.with_name(f"{root.name}-teams.yaml")
+
+
+def teams_yaml() -> str:
+    """A registry with the owners `team-00` .. `team-NN` (one member each) and a platform team."""
+    lines = ["platform_team: platform", "teams:", "  platform: {members: [operator]}"]
+    lines += [f"  team-{team:02d}: {{members: [member-{team:02d}]}}" for team in range(TEAMS)]
+    lines += ["members:", "  operator: {}"] + [f"  member-{team:02d}: {{}}" for team in range(TEAMS)]
+    return "\n".join(lines) + "\n"
+
+
 def write_catalog(root: Path, count: int, seed: int = 20240601) -> Path:
-    """`count` deliverables under `root/<name>/deliverable.yaml`; returns `root`."""
+    """`count` deliverables under `root/<name>/deliverable.yaml` and `teams_file(root)`; returns `root`."""
     rng = random.Random(seed)
+    root.mkdir(parents=True, exist_ok=True)
+    teams_file(root).write_text(teams_yaml())
     for index in range(count):
         folder = root / deliverable_name(index)
         folder.mkdir(parents=True, exist_ok=True)

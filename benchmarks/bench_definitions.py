@@ -58,7 +58,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench_catalog import write_catalog
+from bench_catalog import teams_file, write_catalog
 from bench_codegen import generate_module
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -181,7 +181,8 @@ def run_child(
 
 
 def case_env(catalog: Path, state: Path, pycache: Path) -> dict[str, str]:
-    """The caller's environment with our code location pointed at `catalog`, bytecode cached.
+    """The caller's environment with our code location pointed at `catalog` (and its teams registry,
+    when bench_catalog wrote one beside it), bytecode cached.
 
     Both sides must read byte-compiled modules, as a deployed code server does: with
     PYTHONDONTWRITEBYTECODE set (it is in some dev shells) the 70,000-line bare module would be
@@ -189,6 +190,8 @@ def case_env(catalog: Path, state: Path, pycache: Path) -> dict[str, str]:
     PYTHONPYCACHEPREFIX so the benchmark writes nothing into the source tree or the venv.
     """
     env = {key: value for key, value in os.environ.items() if key != "PYTHONDONTWRITEBYTECODE"}
+    if teams_file(catalog).exists():
+        env["PLATFORM_TEAMS_FILE"] = str(teams_file(catalog))
     return {
         **env,
         "PLATFORM_CATALOG_DIR": str(catalog),

@@ -22,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench_catalog import write_catalog
+from bench_catalog import teams_file, write_catalog
 
 
 def main(argv: list[str]) -> int:
@@ -41,7 +41,9 @@ def main(argv: list[str]) -> int:
         from sensors.promotion import promotion_sensor
 
         settings = load_settings()
-        catalog = load_catalog(write_catalog(Path(tmp) / "catalog", args.size), settings)
+        root = write_catalog(Path(tmp) / "catalog", args.size)
+        os.environ["PLATFORM_TEAMS_FILE"] = str(teams_file(root))
+        catalog = load_catalog(root, settings)
         first_env = settings.environment_names[0]
         (Path(tmp) / "home").mkdir()
         with dg.instance_for_test(temp_dir=str(Path(tmp) / "home")) as instance:

@@ -2,27 +2,33 @@
 
 A plain YAML loader rather than Dagster Components: it loads 1,000 specs in a fraction of the
 time (DESIGN.md). A broken spec is left out with its errors, never taking the others down, and
-every error names the file, the field and what would be valid.
+every error names the file, the field and what would be valid. Specs are untrusted input
+(`spec_file.py`); owners and approvers are checked against the teams registry, paths must stay
+in the deliverable's folder, and a name or a claim (a dbt model) belongs to one spec only.
 """
 
 from __future__ import annotations
 
 import difflib
-from collections.abc import Mapping
+import os
+import re
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from graphlib import CycleError, TopologicalSorter
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ValidationError
 
-from platform_assets.handlers import spec_models
-from platform_assets.settings import PlatformSettings
+from platform_assets.handlers import get_handler, spec_models
+from platform_assets.handlers.spec_paths import escaping_paths
+from platform_assets.identity.teams import Teams, TeamsError, load_teams
+from platform_assets.settings import PlatformSettings, teams_path
+from platform_assets.spec_file import SpecFileError, read_spec
+from platform_assets.spec_teams import registry_problems
 from platform_assets.specs import DNS_LABEL_HINT, Deliverable
 
 SPEC_FILENAME = "deliverable.yaml"
-_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 @dataclass(frozen=True)
@@ -41,6 +47,7 @@ class Catalog:
     root: Path
     deliverables: dict[str, Deliverable] = field(default_factory=dict)
     errors: list[CatalogError] = field(default_factory=list)
+    teams: Teams | None = None  # the registry the specs were checked against; None while it is broken
 
     def __iter__(self):
         return iter(self.deliverables.values())
@@ -58,56 +65,110 @@ def _display(path: Path) -> str:
 
 
 def load_catalog(root: Path, settings: PlatformSettings) -> Catalog:
-    """Load every spec under `root`; valid ones in dependency order, the rest as errors."""
-    catalog = Catalog(root=root)
+    """Load every spec under `root`; valid ones in dependency order, the rest as errors.
+
+    Errors come file by file (a registry error first), so `deliver validate` and the
+    `platform/catalog` asset list each file's problems together.
+    """
+    teams, registry_error = _registry(settings)
+    catalog = Catalog(root=root, teams=teams, errors=[registry_error] if registry_error else [])
     if not root.is_dir():
         catalog.errors.append(
             CatalogError(root, "", "catalog folder not found; create it or set PLATFORM_CATALOG_DIR")
         )
         return catalog
-    parsed: dict[str, Deliverable] = {}
-    first_file: dict[str, Path] = {}
-    for path in sorted(root.glob(f"*/{SPEC_FILENAME}")):
-        deliverable, errors = _load_one(path, settings)
-        catalog.errors.extend(errors)
-        if deliverable is None:
-            continue
-        if deliverable.name in first_file:
-            catalog.errors.append(
-                CatalogError(
-                    path,
-                    "name",
-                    f"'{deliverable.name}' is already declared by {_display(first_file[deliverable.name])}; "
-                    "names must be unique across the catalog (the first file keeps the name)",
-                )
-            )
-            continue
-        first_file[deliverable.name] = path
-        parsed[deliverable.name] = deliverable
-    catalog.deliverables = _resolve_dependencies(parsed, catalog.errors)
+    registry = _display(teams.source) if teams else ""
+    loaded: list[Deliverable] = []
+    errors: list[CatalogError] = []
+    declared: set[str] = set()
+    for path in _spec_files(root):
+        name, deliverable, problems = _load_one(path, settings, teams, registry)
+        errors.extend(problems)
+        if name is not None:
+            declared.add(name)
+        if deliverable is not None:
+            loaded.append(deliverable)
+    held = _without_shared_claims(loaded, errors)
+    catalog.deliverables = _resolve_dependencies(held, declared, errors)
+    catalog.errors += sorted(errors, key=lambda e: str(e.file))
     return catalog
 
 
-def _load_one(path: Path, settings: PlatformSettings) -> tuple[Deliverable | None, list[CatalogError]]:
+def _spec_files(root: Path) -> Iterator[Path]:
+    """`<folder>/deliverable.yaml` of every folder, whatever it is: a dangling symlink or a folder
+    named like the spec is reported, not skipped as a glob would."""
+    with os.scandir(root) as entries:
+        folders = sorted(entry.name for entry in entries if entry.is_dir())
+    for folder in folders:
+        path = root / folder / SPEC_FILENAME
+        if os.path.lexists(path):
+            yield path
+
+
+def _registry(settings: PlatformSettings) -> tuple[Teams | None, CatalogError | None]:
+    """The teams registry, or the error that keeps it out (owner and approver checks then wait for it)."""
+    path = teams_path(settings)
     try:
-        raw = yaml.load(path.read_text(), Loader=_YAML_LOADER)
-    except yaml.YAMLError as exc:
-        return None, [CatalogError(path, "", f"not valid YAML: {exc}")]
+        return load_teams(path), None
+    except TeamsError as exc:
+        problem = " ".join(str(exc).removeprefix(f"{path}: ").split())  # one line, as every error
+        located = re.fullmatch(r"field '([^']*)': (.*)", problem, re.DOTALL) if problem.count("field '") == 1 \
+            else None
+        field_name, message = located.groups() if located else ("", problem)
+        return None, CatalogError(path, field_name.replace("(top level)", ""),
+                                  f"{message} (the teams registry; owners and approvers are not checked until "
+                                  "it loads)")
+
+
+def _load_one(
+    path: Path, settings: PlatformSettings, teams: Teams | None, registry: str
+) -> tuple[str | None, Deliverable | None, list[CatalogError]]:
+    """The name the file declares (so dependents of a broken spec are told so), the deliverable, its errors."""
+    try:
+        raw = read_spec(path)
+    except SpecFileError as exc:
+        return None, None, [CatalogError(path, "", str(exc))]
     if not isinstance(raw, Mapping):
-        return None, [CatalogError(path, "", "a spec is a YAML mapping with name, kind, owner, description")]
+        return None, None, [CatalogError(path, "", "a spec is a YAML mapping with name, kind, owner, description")]
+    name = raw.get("name") if isinstance(raw.get("name"), str) else None
     models = spec_models()
     kind = raw.get("kind")
-    if kind not in models:
+    if not isinstance(kind, str) or kind not in models:
         valid = ", ".join(sorted(models))
         message = "required field is missing" if kind is None else f"'{kind}' is not a known kind"
-        return None, [CatalogError(path, "kind", f"{message}; valid kinds: {valid}")]
+        return name, None, [CatalogError(path, "kind", f"{message}; valid kinds: {valid}")]
     model = models[kind]
     errors = _check_against_settings(path, raw, settings)
+    if teams is not None:
+        errors += [CatalogError(path, field_name, message)
+                   for field_name, message in registry_problems(raw, teams, registry)]
     try:
         spec = model.model_validate(dict(raw))
     except ValidationError as exc:
-        return None, [_pydantic_error(path, model, err) for err in exc.errors()] + errors
-    return (None, errors) if errors else (Deliverable(spec=spec, path=path), [])
+        return name, None, [_pydantic_error(path, model, err) for err in exc.errors()] + errors
+    errors += [CatalogError(path, field_name, problem)
+               for field_name, problem in escaping_paths(path.parent, get_handler(kind).spec_paths(spec)).items()]
+    return name, (None if errors else Deliverable(spec=spec, path=path)), errors
+
+
+def _without_shared_claims(loaded: list[Deliverable], errors: list[CatalogError]) -> dict[str, Deliverable]:
+    """Names, and what handlers say only one deliverable may hold: every spec sharing one is left out."""
+    holders: dict[str, list[tuple[Deliverable, str]]] = {}
+    for deliverable in loaded:
+        claims = {f"the name '{deliverable.name}'": "name", **get_handler(deliverable.kind).claims(deliverable.spec)}
+        for claim, field_name in claims.items():
+            holders.setdefault(claim, []).append((deliverable, field_name))
+    rejected: set[Path] = set()
+    for claim, holding in holders.items():
+        if len(holding) < 2:
+            continue
+        for deliverable, field_name in holding:
+            others = ", ".join(_display(d.path) for d, _ in holding if d is not deliverable)
+            errors.append(CatalogError(deliverable.path, field_name,
+                                       f"{claim} is also declared by {others}; only one deliverable may declare "
+                                       "it, so all of them are left out until only one does"))
+            rejected.add(deliverable.path)
+    return {d.name: d for d in loaded if d.path not in rejected}
 
 
 def _compute_fields(raw: Mapping[str, Any]) -> list[tuple[str, str]]:
@@ -143,7 +204,7 @@ def _check_against_settings(path: Path, raw: Mapping[str, Any], settings: Platfo
                 )
             )
     depends_on = raw.get("depends_on")
-    if isinstance(depends_on, list) and raw.get("name") in depends_on:
+    if isinstance(depends_on, list) and isinstance(raw.get("name"), str) and raw["name"] in depends_on:
         errors.append(CatalogError(path, "depends_on", f"'{raw['name']}' cannot depend on itself"))
     return errors
 
@@ -180,11 +241,16 @@ def _allowed_fields(model: type[BaseModel], loc: list[str]) -> list[str]:
     return sorted(current.model_fields)
 
 
-def _resolve_dependencies(parsed: dict[str, Deliverable], errors: list[CatalogError]) -> dict[str, Deliverable]:
-    """Drop specs with unknown, left-out or cyclic dependencies; return the rest upstream-first."""
-    valid = dict(parsed)
+def _resolve_dependencies(
+    held: dict[str, Deliverable], known: set[str], errors: list[CatalogError]
+) -> dict[str, Deliverable]:
+    """Drop specs with unknown, left-out or cyclic dependencies; return the rest upstream-first.
+
+    `known` are the names every spec file declares, including those left out.
+    """
+    valid = dict(held)
     while True:
-        _drop_unresolved(valid, parsed, errors)
+        _drop_unresolved(valid, known, errors)
         try:
             order = TopologicalSorter({n: d.spec.depends_on for n, d in valid.items()}).static_order()
             return {name: valid[name] for name in order}
@@ -200,9 +266,7 @@ def _resolve_dependencies(parsed: dict[str, Deliverable], errors: list[CatalogEr
                 )
 
 
-def _drop_unresolved(
-    valid: dict[str, Deliverable], parsed: dict[str, Deliverable], errors: list[CatalogError]
-) -> None:
+def _drop_unresolved(valid: dict[str, Deliverable], known: set[str], errors: list[CatalogError]) -> None:
     """Remove, transitively, every spec that depends on something not in `valid`."""
     changed = True
     while changed:
@@ -211,8 +275,8 @@ def _drop_unresolved(
             missing = [dep for dep in deliverable.spec.depends_on if dep not in valid]
             for dep in missing:
                 reason = (
-                    "it was left out of the catalog because of its own errors" if dep in parsed
-                    else f"no such deliverable; known: {', '.join(sorted(parsed)) or 'none'}"
+                    "it was left out of the catalog because of its own errors" if dep in known
+                    else f"no such deliverable; known: {', '.join(sorted(known)) or 'none'}"
                 )
                 errors.append(CatalogError(deliverable.path, "depends_on", f"'{dep}': {reason}"))
             if missing:

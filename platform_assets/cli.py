@@ -9,7 +9,14 @@ import sys
 
 from platform_assets.catalog import Catalog, load_catalog
 from platform_assets.errors import ActionRefused
-from platform_assets.settings import PROJECT_ROOT, PlatformSettings, SettingsError, catalog_dir, load_settings
+from platform_assets.settings import (
+    PROJECT_ROOT,
+    PlatformSettings,
+    SettingsError,
+    catalog_dir,
+    load_settings,
+    teams_path,
+)
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -19,7 +26,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
         print(error)
     files = len({error.file for error in catalog.errors})
     print(f"{len(catalog)} deliverable(s) valid, {len(catalog.errors)} error(s) in {files} file(s) "
-          f"[catalog: {catalog.root}]")
+          f"[catalog: {catalog.root}; teams: {teams_path(settings)}]")
     return 1 if catalog.errors else 0
 
 

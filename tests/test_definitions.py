@@ -21,6 +21,17 @@ HEAVY = ["dbt", "dagster_dbt", "duckdb", "kubernetes", "sklearn", "papermill", "
          "nbconvert", "nbformat", "jupyter_client"]
 
 
+@pytest.fixture(autouse=True)
+def teams_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The demo's teams registry plus `web-team`, which owns the storefront these tests add."""
+    registry = yaml.safe_load((PROJECT_ROOT / "teams.yaml").read_text())
+    registry["teams"]["web-team"] = {"description": "The shop front."}
+    path = tmp_path / "teams.yaml"
+    path.write_text(yaml.safe_dump(registry))
+    monkeypatch.setenv("PLATFORM_TEAMS_FILE", str(path))
+    return path
+
+
 def add_spec(platform: Platform, folder: str, content: dict | str) -> Path:
     path = platform.catalog / folder / "deliverable.yaml"
     path.parent.mkdir()
@@ -100,6 +111,41 @@ def test_malformed_spec_leaves_the_others_loaded_and_fails_the_catalog_check(pla
     listing = evaluation.metadata["errors"].value
     assert str(broken) in listing
     assert "field 'depends_onn'" in listing and "field 'compute'" in listing
+
+
+def test_untrusted_spec_files_leave_the_code_location_loaded(platform: Platform) -> None:
+    """Files a team may commit by mistake or on purpose: each is one error, the rest is served."""
+    add_spec(platform, "latin", "").write_bytes(b"name: caf\xe9\n")
+    add_spec(platform, "lol", "a: &a [x, x]\nb: [*a, *a]\n")
+    add_spec(platform, "big", "# padding\n" * 7000)
+    add_spec(platform, "twin", {**yaml.safe_load((platform.catalog / "recommendations-api" / "deliverable.yaml")
+                                                 .read_text()), "description": "A copy."})
+    (platform.catalog / "folder" / "deliverable.yaml").mkdir(parents=True)
+    (platform.catalog / "dangling").mkdir()
+    (platform.catalog / "dangling" / "deliverable.yaml").symlink_to(platform.catalog / "nowhere.yaml")
+    (platform.catalog / "pipe").mkdir()
+    os.mkfifo(platform.catalog / "pipe" / "deliverable.yaml")
+    add_spec(platform, "storefront", frontend_spec(depends_on=[]))
+
+    defs = build_definitions(platform.settings)
+
+    keys = {k.to_user_string() for k in defs.resolve_asset_graph().get_all_asset_keys()}
+    assert {"storefront/prod", "platform/catalog"} <= keys
+    assert not any(k.startswith("recommendations-api/") for k in keys), "a duplicated name is left out"
+    errors_at_load = defs.resolve_assets_def(CATALOG_KEY).specs_by_key[CATALOG_KEY].metadata["errors_at_load"].value
+    for folder in ("latin", "lol", "big", "twin", "folder", "dangling", "pipe", "recommendations-api"):
+        assert errors_at_load.count(f"{platform.catalog / folder}/deliverable.yaml:") == 1, (folder, errors_at_load)
+
+
+def test_a_broken_teams_registry_shows_on_the_catalog_asset(platform: Platform, teams_file: Path) -> None:
+    teams_file.write_text(teams_file.read_text().replace("platform_team: platform", "platform_team: ops"))
+    defs = build_definitions(platform.settings)
+    assert dg.AssetKey.from_user_string("recommendations-api/prod") in defs.resolve_asset_graph().get_all_asset_keys()
+
+    [evaluation] = platform.materialize(CATALOG_KEY.to_user_string()).get_asset_check_evaluations()
+
+    assert not evaluation.passed
+    assert f"- {teams_file}: (whole file): platform_team: 'ops' is not a team here" in evaluation.description
 
 
 def test_deliver_validate_exits_1_and_names_file_and_field(platform: Platform) -> None:

@@ -416,10 +416,11 @@ def test_a_model_server_needs_a_tracking_server_on_kubernetes(tmp_path: Path) ->
         ModelHandler().workload(stage_context("churn-model", config), "7", "staging")
 
 
-def test_an_unknown_serving_profile_names_the_field(tmp_path: Path) -> None:
+def test_an_unknown_serving_profile_names_the_field(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from platform_assets.catalog import load_catalog
     from tests.conftest import copy_deliverable
 
+    monkeypatch.setenv("PLATFORM_TEAMS_FILE", str(PROJECT_ROOT / "teams.yaml"))  # none beside deploy/'s platform.yaml
     copy_deliverable("churn-model", tmp_path, standalone=True)
     spec = tmp_path / "churn-model" / "deliverable.yaml"
     spec.write_text(spec.read_text().replace("  training_table:", "  serving_compute: gpu-2\n  training_table:"))

@@ -202,14 +202,19 @@ def test_cli_approve_refuses_a_non_approver_with_exit_2(instance, catalog, setti
     assert claimed == 2 and "--as no longer says who you are" in err
 
 
-def test_tick_over_a_thousand_deliverables_reads_the_instance_in_three_queries(instance, settings, tmp_path) -> None:
+def test_tick_over_a_thousand_deliverables_reads_the_instance_in_three_queries(
+    instance, settings, tmp_path, monkeypatch
+) -> None:
     """Counts queries, not seconds: the timing is `make bench` (benchmarks/bench_promotion.py)."""
     import sys
 
     sys.path.insert(0, str(Path(__file__).parents[1] / "benchmarks"))
-    from bench_catalog import write_catalog
+    from bench_catalog import teams_file, write_catalog
 
-    catalog = load_catalog(write_catalog(tmp_path / "synthetic", 1000), settings)
+    root = write_catalog(tmp_path / "synthetic", 1000)
+    monkeypatch.setenv("PLATFORM_TEAMS_FILE", str(teams_file(root)))
+    catalog = load_catalog(root, settings)
+    assert len(catalog) == 1000, catalog.errors[:3]
     calls = {"latest": 0, "records": 0, "runs": 0}
     latest, records, runs = instance.get_latest_materialization_events, instance.get_event_records, instance.get_runs
 

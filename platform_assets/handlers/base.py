@@ -93,6 +93,19 @@ class KindHandler(ABC):
         """Assets the kind adds once for all its deliverables, and problems that kept some out."""
         return [], []
 
+    def spec_paths(self, spec: Any) -> dict[str, str]:
+        """Each spec field naming a file or folder (field -> path relative to the spec's folder).
+
+        The catalog rejects a spec whose paths lead outside its folder: the platform reads, copies
+        and runs what they name.
+        """
+        return {}
+
+    def claims(self, spec: Any) -> dict[str, str]:
+        """What only one deliverable may hold (claim -> the field making it), e.g. a dbt model it
+        publishes; the catalog rejects every spec claiming something another one claims too."""
+        return {}
+
     @abstractmethod
     def version(self, ctx: StageContext) -> str | None:
         """The id of what a build would produce, computed without building it.

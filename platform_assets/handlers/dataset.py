@@ -94,6 +94,10 @@ class DatasetHandler(KindHandler):
     def build_deps(self, spec: Any) -> list[AssetKey]:
         return [dbt_asset_key({"resource_type": "model", "name": model}) for model in spec.dataset.models]
 
+    def claims(self, spec: Any) -> dict[str, str]:
+        """A dbt model is published by one dataset: two would publish the same tables in turn."""
+        return {f"dbt model '{model}'": "dataset.models" for model in spec.dataset.models}
+
     def kind_assets(self, deliverables: list[Deliverable]) -> tuple[list[AssetsDefinition], list[str]]:
         """The dbt models as assets; a dbt project that does not parse leaves them out, nothing else."""
         published = {model: d.spec.owner for d in deliverables for model in d.spec.dataset.models}

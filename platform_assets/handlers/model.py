@@ -102,6 +102,9 @@ class ModelHandler(KindHandler):
     gates = ("metrics", "champion", "signature")
     resources = frozenset({"mlflow", "warehouse"})
 
+    def spec_paths(self, spec: Any) -> dict[str, str]:
+        return {"model.trainer": spec.model.trainer.partition(":")[0]}
+
     def version(self, ctx: StageContext) -> str | None:
         """The registered version trained from the same code, settings and data, if any; or the
         version registered outside the platform that this run was asked to adopt."""

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from platform_assets.handlers.base import BuildFailed
+from platform_assets.handlers.spec_paths import resolve_in_folder
 
 Trainer = Callable[[pd.DataFrame, pd.Series, dict[str, Any]], Any]
 
@@ -52,7 +53,7 @@ def split_features(
 def load_trainer(spec_path: Path, reference: str) -> Trainer:
     """`train.py:train` beside the spec; errors name the spec field."""
     filename, _, function = reference.partition(":")
-    source = spec_path.parent / filename
+    source = resolve_in_folder(spec_path, "model.trainer", filename)
     if not source.is_file():
         raise BuildFailed(f"{spec_path}: field 'model.trainer': {source} does not exist")
     module_name = f"_platform_trainer_{abs(hash(source))}"

@@ -30,6 +30,7 @@ from platform_assets.handlers.notebook_run import (
     read_notebook,
     render_html,
 )
+from platform_assets.handlers.spec_paths import resolve_in_folder
 from platform_assets.specs import DeliverableSpec, StrictModel
 from resources.deploy_target import DeployFailed, DeployTarget
 
@@ -72,6 +73,9 @@ class NotebookHandler(KindHandler):
     gates = ("executes", "outputs", "runtime_max")
     resources = frozenset({"warehouse", "report_store"})
     pool = "duckdb"  # the kernel reads the DuckDB file, which a dbt build may be writing
+
+    def spec_paths(self, spec: Any) -> dict[str, str]:
+        return {"notebook.path": spec.notebook.path}
 
     def version(self, ctx: StageContext) -> str:
         settings: NotebookSettings = ctx.spec.notebook
@@ -187,11 +191,7 @@ def _report_store(ctx: StageContext) -> ReportStore:
 
 
 def _notebook_file(ctx: StageContext) -> Path:
-    folder = ctx.deliverable.folder.resolve()
-    path = (folder / ctx.spec.notebook.path).resolve()
-    if not path.is_relative_to(folder):
-        raise BuildFailed(f"{ctx.deliverable.path}: field 'notebook.path': {path} is outside {folder}")
-    return path
+    return resolve_in_folder(ctx.deliverable.path, "notebook.path", ctx.spec.notebook.path)
 
 
 def _input_schemas(ctx: StageContext) -> dict[str, str]:

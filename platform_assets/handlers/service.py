@@ -8,6 +8,7 @@ uvicorn; on a manifest target (Kubernetes, GitOps), run the version's image as a
 
 from __future__ import annotations
 
+import posixpath
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +25,7 @@ from platform_assets.handlers.python_project import (
     install_isolated,
     run_tests,
 )
+from platform_assets.handlers.spec_paths import resolve_in_folder
 from platform_assets.model_token import model_token
 from platform_assets.openapi_compat import compare_contracts
 from platform_assets.specs import DeliverableSpec, StrictModel
@@ -70,6 +72,13 @@ class ServiceHandler(KindHandler):
     technology = "fastapi"
     spec_model = ServiceSpec
     gates = ("tests", "api_compatibility")
+
+    def spec_paths(self, spec: Any) -> dict[str, str]:
+        """The source folder, and the Python path and tests inside it."""
+        settings: ServiceSettings = spec.service
+        return {"service.source": settings.source,
+                "service.python_path": posixpath.join(settings.source, settings.python_path),
+                "service.tests": posixpath.join(settings.source, settings.tests)}
 
     def version(self, ctx: StageContext) -> str:
         return source_digest(_source(ctx))
@@ -249,7 +258,7 @@ def dependency_env(ctx: StageContext, env: str) -> dict[str, str]:
 
 
 def _source(ctx: StageContext) -> Path:
-    source = ctx.deliverable.folder / ctx.spec.service.source
+    source = resolve_in_folder(ctx.deliverable.path, "service.source", ctx.spec.service.source)
     if not source.is_dir():
         raise BuildFailed(f"{ctx.deliverable.path}: field 'service.source': folder {source} does not exist")
     return source
