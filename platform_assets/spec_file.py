@@ -39,9 +39,9 @@ class _SpecLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignor
         return mapping
 
 
-def read_spec(path: Path) -> Any:
+def read_spec(path: Path, max_bytes: int = MAX_SPEC_BYTES) -> Any:
     """The YAML document in `path`, read without following it anywhere unsafe."""
-    text = _decode(_read_bytes(path))
+    text = _decode(_read_bytes(path, max_bytes))
     try:
         return yaml.load(text, Loader=_AliasRefusingLoader if "*" in text else _SpecLoader)
     except yaml.YAMLError as exc:
@@ -59,8 +59,8 @@ def _one_line(exc: yaml.YAMLError) -> str:
     return " ".join(str(exc).split())
 
 
-def _read_bytes(path: Path) -> bytes:
-    """At most MAX_SPEC_BYTES of a regular file; opened non-blocking, so a FIFO cannot hang the load."""
+def _read_bytes(path: Path, max_bytes: int) -> bytes:
+    """At most `max_bytes` of a regular file; opened non-blocking, so a FIFO cannot hang the load."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError as exc:
@@ -73,12 +73,12 @@ def _read_bytes(path: Path) -> bytes:
         if not stat.S_ISREG(mode):
             raise SpecFileError("is not a regular file (a FIFO, socket or device); a spec is a YAML file")
         data = b""
-        while len(data) <= MAX_SPEC_BYTES and (chunk := os.read(fd, MAX_SPEC_BYTES + 1 - len(data))):
+        while len(data) <= max_bytes and (chunk := os.read(fd, max_bytes + 1 - len(data))):
             data += chunk
     finally:
         os.close(fd)
-    if len(data) > MAX_SPEC_BYTES:
-        raise SpecFileError(f"is larger than {MAX_SPEC_BYTES // 1024} KiB, the limit for a spec; "
+    if len(data) > max_bytes:
+        raise SpecFileError(f"is larger than {max_bytes // 1024} KiB, the limit for this file; "
                             "keep data and code in files beside it")
     return data
 

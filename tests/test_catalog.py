@@ -347,7 +347,7 @@ def test_an_oversized_spec_is_refused_unread(tmp_path: Path) -> None:
     path = write(tmp_path, "svc", yaml.safe_dump(spec("svc")) + "# padding\n" * (MAX_SPEC_BYTES // 10))
     assert MAX_SPEC_BYTES == 64 * 1024 and path.stat().st_size > MAX_SPEC_BYTES
     field, message = loads_only_fine(tmp_path, path)
-    assert field == "" and message.startswith("is larger than 64 KiB, the limit for a spec")
+    assert field == "" and message.startswith("is larger than 64 KiB, the limit for this file")
 
 
 def test_a_folder_named_deliverable_yaml_is_one_error(tmp_path: Path) -> None:

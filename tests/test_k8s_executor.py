@@ -39,6 +39,7 @@ def k8s_catalog(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     copy_deliverable("churn-model", catalog, standalone=True)
     monkeypatch.setenv("PLATFORM_CATALOG_DIR", str(catalog))
     monkeypatch.setenv("PLATFORM_CONFIG", str(PRODUCTION_CONFIG))
+    monkeypatch.setenv("PLATFORM_TEAMS_FILE", str(PROJECT_ROOT / "teams.yaml"))  # the image copies it beside
     monkeypatch.setenv("PLATFORM_STATE_DIR", str(tmp_path / "state"))
     monkeypatch.setenv("PLATFORM_PG_PASSWORD", "from-the-platform-warehouse-secret")  # the model reads the warehouse
     return catalog

@@ -12,7 +12,6 @@ import binascii
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from platform_assets.specs import DNS_LABEL
@@ -135,17 +134,20 @@ class Teams:
         return "\n".join(lines) + "\n"
 
 
+MAX_REGISTRY_BYTES = 1024 * 1024  # a thousand members with a few keys each fit well within it
+
+
 def load_teams(path: Path) -> Teams:
-    """Read and validate the registry; TeamsError names the file and the field."""
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError as exc:
+    """Read (as carefully as a spec) and validate the registry; TeamsError names the file and the field."""
+    from platform_assets.spec_file import SpecFileError, read_spec
+
+    if not path.exists() and not path.is_symlink():
         raise TeamsError(f"{path}: not found; the teams registry lists teams, members and keys "
-                         "(set PLATFORM_TEAMS_FILE or identity.teams_file in platform.yaml)") from exc
-    except (OSError, UnicodeDecodeError) as exc:
-        raise TeamsError(f"{path}: cannot be read: {exc}") from exc
-    except yaml.YAMLError as exc:
-        raise TeamsError(f"{path}: not valid YAML: {exc}") from exc
+                         "(set PLATFORM_TEAMS_FILE or identity.teams_file in platform.yaml)")
+    try:
+        raw = read_spec(path, MAX_REGISTRY_BYTES)
+    except SpecFileError as exc:
+        raise TeamsError(f"{path}: {exc}") from exc
     try:
         registry = Registry.model_validate(raw or {})
     except ValidationError as exc:
