@@ -22,10 +22,12 @@ from typing import Any, Protocol
 
 import dagster as dg
 
+from platform_assets.secret_store import resolve
 from platform_assets.settings import ComputeProfile
 
 PYTHON = "{python}"  # in a command: this interpreter locally, the image's `python` in a pod
 _INHERITED = ("PATH", "LANG", "LC_ALL", "TZ")
+_SECRET_MARKERS = ("PASSWORD", "TOKEN", "SECRET", "KEY")
 
 
 @dataclass(frozen=True)
@@ -45,6 +47,9 @@ class SandboxTask:
     profile_name: str = ""
     profile: ComputeProfile | None = None
     timeout_s: float = 600.0
+    # Text files among `outputs` that may quote what the code saw (a test report): the sandbox
+    # redacts them like the log before handing them back.
+    redacted_outputs: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -91,7 +96,7 @@ class LocalSandbox(dg.ConfigurableResource):
 
     def run(self, task: SandboxTask, context: Any | None = None) -> SandboxResult:
         home = task.workdir / ".sandbox-home"
-        secret_values = {name: self._secret(*ref) for name, ref in task.secret_env.items()}
+        secret_values = resolve(task.team, task.secret_env)  # MissingSecret says where to put one
         env = minimal_env(home, {**task.env, **secret_values})
         command = [sys.executable if part == PYTHON else part for part in task.command]
         process = subprocess.Popen(command, cwd=task.workdir, env=env, stdout=subprocess.PIPE,
@@ -103,17 +108,25 @@ class LocalSandbox(dg.ConfigurableResource):
         except subprocess.TimeoutExpired:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(process.pid, signal.SIGKILL)
-            output, _ = process.communicate()
+            try:  # a grandchild in a session of its own (a Jupyter kernel) may still hold the pipe
+                output, _ = process.communicate(timeout=10)
+            except subprocess.TimeoutExpired:
+                output = ""
             timed_out = True
-        hidden = [*secret_values.values(), *_platform_secrets()]
+        hidden = [*secret_values.values(), *secret_values_of(task.env), *platform_secrets()]
+        for name in task.redacted_outputs:
+            path = task.workdir / name
+            if path.is_file():
+                path.write_text(redact(path.read_text(errors="replace"), hidden))
         return SandboxResult(None if timed_out else process.returncode, redact(tail(output or ""), hidden),
                              timed_out)
 
-    def _secret(self, secret: str, key: str) -> str:
-        raise KeyError(f"secret {secret}/{key}: local secrets are not available to sandboxed code yet")
+
+def secret_values_of(env: Mapping[str, str]) -> list[str]:
+    """Values of the variables in `env` whose names say they are secret (passwords, tokens, keys)."""
+    return [value for name, value in env.items() if any(marker in name.upper() for marker in _SECRET_MARKERS)]
 
 
-def _platform_secrets() -> list[str]:
+def platform_secrets() -> list[str]:
     """Values of the platform's own secrets present in this process, redacted from any output."""
-    markers = ("PASSWORD", "TOKEN", "SECRET", "KEY")
-    return [value for name, value in os.environ.items() if any(m in name for m in markers)]
+    return secret_values_of(os.environ)

@@ -59,6 +59,7 @@ def _stage_context(
         run_id=context.run_id,
         platform_image=_code_image(context),
         run_tags=dict(context.run.tags),
+        step_context=context,
     )
 
 

@@ -38,11 +38,16 @@ class ProcessLaunch:
     health_path: str
     workdir: Path
     env: dict[str, str] = field(default_factory=dict)
+    # Values of the secrets its spec declares: in its environment, redacted from its log tail.
+    secret_env: dict[str, str] = field(default_factory=dict)
     startup_timeout_s: float = 30.0
 
     def config_digest(self) -> str:
         """Identifies the command and environment (secrets included, but only as a digest)."""
-        payload = json.dumps({"command": self.command, "env": self.env, "health": self.health_path}, sort_keys=True)
+        config = {"command": self.command, "env": self.env, "health": self.health_path}
+        if self.secret_env:
+            config["secret_env"] = self.secret_env
+        payload = json.dumps(config, sort_keys=True)
         return hashlib.sha256(payload.encode()).hexdigest()[:12]
 
 

@@ -2,7 +2,9 @@
 
 A new version is started beside the old one on a free port and becomes current only once its
 health endpoint answers; the old one is stopped after the switch. If the new one never gets
-healthy it is stopped and the old one keeps serving, untouched.
+healthy it is stopped and the old one keeps serving, untouched. A deployed process runs deliverable
+code: it gets a minimal environment plus what its launch declares, never the platform's own, and
+its folder and log are private to the platform's user.
 """
 
 from __future__ import annotations
@@ -18,10 +20,11 @@ import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import dagster as dg
 
+from platform_assets.sandbox import minimal_env, platform_secrets, redact, secret_values_of
 from platform_assets.settings import state_dir
 from resources.deploy_lock import file_lock
 from resources.deploy_target import DeployFailed, ProcessLaunch, free_port, probe
@@ -40,15 +43,11 @@ class LocalProcessTarget(dg.ConfigurableResource):
         return Path(self.root) if self.root else state_dir() / "deployments" / self.environment
 
     def slot(self, deliverable: str) -> Path:
-        path = self.base() / deliverable
-        path.mkdir(parents=True, exist_ok=True)
-        return path
+        return _private_dir(self.base() / deliverable)
 
     def workspace(self, deliverable: str, version: str) -> Path:
         """A folder private to this environment and version (its isolated runtime lives here)."""
-        path = self.slot(deliverable) / version
-        path.mkdir(parents=True, exist_ok=True)
-        return path
+        return _private_dir(self.slot(deliverable) / version)
 
     def lock(self, deliverable: str, holder: str,
              log: Callable[[str], None] | None = None) -> contextlib.AbstractContextManager[None]:
@@ -99,11 +98,12 @@ def _start(launch: ProcessLaunch, workspace: Path, owner: str) -> dict[str, Any]
     health_url = url + launch.health_path
     log_path = workspace / f"process-{port}.log"
     command = [part.replace("{port}", str(port)) for part in launch.command]
-    with log_path.open("ab") as log:
+    env = minimal_env(workspace / "home", {**launch.env, **launch.secret_env, OWNER_ENV: owner})
+    with _private_log(log_path) as log:
         process = subprocess.Popen(
             command,
             cwd=launch.workdir,
-            env={**os.environ, **launch.env, OWNER_ENV: owner},
+            env=env,
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
@@ -131,9 +131,10 @@ def _start(launch: ProcessLaunch, workspace: Path, owner: str) -> dict[str, Any]
     else:
         detail = f"not healthy within {launch.startup_timeout_s:.0f}s ({detail})"
     stop_process(process.pid, owner)
+    hidden = [*launch.secret_env.values(), *secret_values_of(launch.env), *platform_secrets()]
     raise DeployFailed(
         f"{launch.deliverable} {launch.version} did not start healthy: {detail}",
-        {"attempted_version": launch.version, "log": str(log_path), "log_tail": _tail(log_path)},
+        {"attempted_version": launch.version, "log": str(log_path), "log_tail": redact(_tail(log_path), hidden)},
     )
 
 
@@ -177,6 +178,20 @@ def _reap(pid: int) -> None:
 
 def _tail(path: Path, lines: int = 30) -> str:
     return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.exists() else ""
+
+
+def _private_dir(path: Path) -> Path:
+    """A folder only the platform's user may enter: it holds logs and environments of deployed code."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    path.chmod(0o700)
+    return path
+
+
+def _private_log(path: Path) -> BinaryIO:
+    """The process's log, readable by the platform's user only (it may print what it was given)."""
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    os.fchmod(descriptor, 0o600)
+    return os.fdopen(descriptor, "ab")
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:

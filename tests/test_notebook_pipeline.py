@@ -75,6 +75,9 @@ def test_cli_delivers_the_report_to_prod_with_chart_and_figures(datasets: Platfo
     executed = nbformat.read(build["executed_notebook"], as_version=4)
     assert any(o.get("output_type") == "display_data" and "image/png" in o.get("data", {})
                for c in executed.cells for o in c.get("outputs", [])), "the executed notebook keeps its outputs"
+    [injected] = [c for c in executed.cells if "injected-parameters" in c.metadata.get("tags", [])]
+    assert "inputs/customer-segments/customer_segments.parquet" in injected.source, "it reads an exported file"
+    assert "warehouse" not in injected.source and "password" not in injected.source
     [row] = [r for r in status_json() if r["name"] == REPORT]
     assert row["versions"] == {"staging": version, "prod": version} and row["endpoint"] == prod["url"]
 

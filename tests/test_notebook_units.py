@@ -66,7 +66,7 @@ def test_malformed_gates_and_parameters_name_file_field_and_fix(tmp_path: Path) 
     errors = catalog_errors(tmp_path, spec(**{
         "gates.outputs": {"segments": "=> 3", "customers": {"minimum": 1000}, "share": "> high"},
         "gates.runtime_max": "5 minutes",
-        "notebook.parameters": {"warehouse_location": "/tmp/x.duckdb", "top-n": 3},
+        "notebook.parameters": {"input_files": {"x": {"t": "/tmp/t.parquet"}}, "top-n": 3},
     }))
     where = f"{tmp_path}/catalog/{REPORT}/deliverable.yaml"
     assert all(error.startswith(where) for error in errors), errors
@@ -77,7 +77,7 @@ def test_malformed_gates_and_parameters_name_file_field_and_fix(tmp_path: Path) 
     assert "field 'gates.outputs.share': '> high': > compares numbers, 'high' is not one" in text
     assert "field 'gates.runtime_max': '5 minutes' is not a duration; write seconds (300) or '90s', '5m'" in text
     assert ("field 'notebook.parameters': 'top-n' is not a Python variable name, so no cell can read it; "
-            "'warehouse_location' is set by the platform") in text
+            "'input_files' is set by the platform") in text
     assert len(errors) == 5
 
 

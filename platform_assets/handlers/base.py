@@ -59,6 +59,7 @@ class StageContext:
     platform_image: str | None = None  # the code location's image, when the run has one (Kubernetes)
     run_tags: dict[str, str] = field(default_factory=dict)  # what asked for this run (sensors tag their requests)
     upstream_versions: dict[str, str] = field(default_factory=dict)
+    step_context: Any = None  # the Dagster step context, for a sandbox that runs deliverable code in pods
 
     @property
     def spec(self) -> Any:

@@ -1,36 +1,40 @@
 """Notebooks: a Jupyter notebook run against published data, gated, and published as an HTML report.
 
-build: papermill runs the notebook on the platform's own Python with the spec's parameters and
-the location of the exact data its inputs published (the audit schema of the upstream version);
-the executed notebook and its HTML rendering are the artifact. version = digest of the notebook's
-code, its folder, the parameters and the input versions. evaluate: gates `executes`, `outputs`,
-`runtime_max`. deploy: publish the HTML to the environment's report store; the previous report
-stays there for rollback.
+build: the platform exports the exact data its inputs published (each table of the audit schema
+of the upstream version) to Parquet files; papermill runs the notebook in the sandbox, with the
+spec's parameters and those files, on a kernel that sees nothing else of the platform (no
+warehouse credentials); the executed notebook and its HTML rendering are the artifact.
+version = digest of the notebook's code, its folder, the parameters and the input versions.
+evaluate: gates `executes`, `outputs`, `runtime_max`. deploy: publish the HTML to the environment's
+report store; the previous report stays there for rollback.
 """
 
 from __future__ import annotations
 
-import sys
+import json
+import os
 import tempfile
+from dataclasses import dataclass
 from hashlib import sha256
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, field_validator
 
+from platform_assets.compute import step_compute
 from platform_assets.fingerprint import copy_sources
 from platform_assets.handlers.base import BUILD_RECORD, BuildFailed, GateResult, KindHandler, StageContext
 from platform_assets.handlers.notebook_gates import NotebookGates, executes_gate, outputs_gate, runtime_gate
 from platform_assets.handlers.notebook_run import (
     KERNEL_NAME,
     NotebookError,
-    execute,
     folder_digest,
     parameter_names,
     read_notebook,
     render_html,
 )
 from platform_assets.handlers.spec_paths import resolve_in_folder
+from platform_assets.sandbox import PYTHON, SandboxTask
 from platform_assets.specs import DeliverableSpec, StrictModel
 from resources.deploy_target import DeployFailed, DeployTarget
 
@@ -39,8 +43,10 @@ if TYPE_CHECKING:
 
 EXECUTED = "executed.ipynb"
 REPORT = "report.html"
-PLATFORM_PARAMETERS = ("warehouse_type", "warehouse_location", "warehouse_password_env", "input_schema",
-                       "input_schemas", "input_versions")
+PLATFORM_PARAMETERS = ("input_files", "input_schemas", "input_versions")
+# The sandbox task's folder: the notebook's folder, its inputs, the job and what comes back.
+SOURCE, INPUTS, OUT, JOB, RESULT = "source", "inputs", "out", "job.json", "execution.json"
+RUNNER = "platform_assets.handlers.notebook_runner"
 
 
 class NotebookSettings(StrictModel):
@@ -71,8 +77,8 @@ class NotebookHandler(KindHandler):
     technology = "jupyter"
     spec_model = NotebookSpec
     gates = ("executes", "outputs", "runtime_max")
-    resources = frozenset({"warehouse", "report_store"})
-    pool = "duckdb"  # the kernel reads the DuckDB file, which a dbt build may be writing
+    resources = frozenset({"warehouse", "report_store", "sandbox"})
+    pool = "duckdb"  # the inputs are exported from the DuckDB file, which a dbt build may be writing
 
     def spec_paths(self, spec: Any) -> dict[str, str]:
         return {"notebook.path": spec.notebook.path}
@@ -102,34 +108,34 @@ class NotebookHandler(KindHandler):
 
     def build(self, ctx: StageContext, version: str) -> dict[str, Any]:
         settings: NotebookSettings = ctx.spec.notebook
-        schemas = _input_schemas(ctx)
-        parameters = {**settings.parameters, **_platform_parameters(ctx, schemas)}
+        inputs = _pinned_inputs(ctx)
         with tempfile.TemporaryDirectory(prefix=f"notebook-{ctx.name}-") as tmp:
-            source = copy_sources(ctx.deliverable.folder, Path(tmp) / "src")
-            out = Path(tmp) / "out"
-            out.mkdir()
-            ctx.log.info(f"executing {settings.path} with kernel {KERNEL_NAME} ({sys.executable}) on {schemas}")
-            try:
-                run = execute(source / settings.path, out / EXECUTED, parameters, settings.cell_timeout_s)
-            except (RuntimeError, OSError) as exc:
-                raise BuildFailed(f"the kernel ({sys.executable}) could not run {settings.path}: {exc}") from exc
+            workdir = Path(tmp)
+            copy_sources(ctx.deliverable.folder, workdir / SOURCE)
+            files = _export_inputs(ctx, inputs, workdir)
+            parameters = {**settings.parameters, **_platform_parameters(ctx, inputs, files, workdir)}
+            ctx.log.info(f"executing {settings.path} in the sandbox on {parameters['input_files']}")
+            run = _execute(ctx, workdir, parameters)
+            out = workdir / OUT
             render_html(out / EXECUTED, out / REPORT)
             executed = ctx.artifacts.put_file(ctx.name, version, out / EXECUTED)
             report = ctx.artifacts.put_file(ctx.name, version, out / REPORT)
-        ctx.log.info(f"{settings.path} ran in {run.runtime_s}s; failure: {run.failure}; recorded {run.outputs}")
+        python = run.pop("python")
+        ctx.log.info(f"{settings.path} ran in {run['runtime_s']}s; failure: {run['failure']}; "
+                     f"recorded {run['outputs']}")
         return {
             "version": version,
             "notebook": settings.path,
             "parameters": parameters,
-            "inputs": schemas,
+            "inputs": {name: pinned.schema for name, pinned in inputs.items()},
             "upstream_versions": ctx.upstream_versions,
-            "kernel": {"name": KERNEL_NAME, "python": sys.executable},
+            "kernel": {"name": KERNEL_NAME, "python": python},
             "executed_notebook": EXECUTED,
             "executed_notebook_path": str(executed),
             "report": REPORT,
             "report_path": str(report),
             "report_sha256": sha256(report.read_bytes()).hexdigest(),
-            **run.as_dict(),
+            **run,
         }
 
     def build_metadata(self, record: dict[str, Any]) -> dict[str, Any]:
@@ -194,34 +200,77 @@ def _notebook_file(ctx: StageContext) -> Path:
     return resolve_in_folder(ctx.deliverable.path, "notebook.path", ctx.spec.notebook.path)
 
 
-def _input_schemas(ctx: StageContext) -> dict[str, str]:
+@dataclass(frozen=True)
+class PinnedInput:
+    """The data one upstream dataset version published: its audit schema and tables, never changed."""
+
+    schema: str
+    tables: tuple[str, ...]
+
+
+def _pinned_inputs(ctx: StageContext) -> dict[str, PinnedInput]:
     """The audit schema each upstream dataset version was built in: immutable, exactly what it published."""
-    schemas: dict[str, str] = {}
+    inputs: dict[str, PinnedInput] = {}
     for upstream, version in ctx.upstream_versions.items():
         if not ctx.artifacts.exists(upstream, version, BUILD_RECORD):
             raise BuildFailed(f"the build record of {upstream} {version} is gone from the artifact store; "
                               f"deliver {upstream} again")
-        schema = ctx.artifacts.get_json(upstream, version, BUILD_RECORD).get("audit_schema")
+        record = ctx.artifacts.get_json(upstream, version, BUILD_RECORD)
+        schema = record.get("audit_schema")
         if schema is None:
             continue
         if not ctx.resources.warehouse.schema_exists(schema):
             raise BuildFailed(f"the data of {upstream} {version} (schema {schema}) is no longer in the warehouse; "
                               f"deliver {upstream} again")
-        schemas[upstream] = schema
-    return schemas
+        inputs[upstream] = PinnedInput(schema, tuple(record.get("models", [])))
+    return inputs
 
 
-def _platform_parameters(ctx: StageContext, schemas: dict[str, str]) -> dict[str, Any]:
-    """Where the inputs are: injected after the notebook's own parameters, so a notebook never hard-codes it."""
-    warehouse = ctx.settings.warehouse
-    parameters: dict[str, Any] = {
-        "warehouse_type": warehouse.type,
-        "warehouse_location": ctx.resources.warehouse.location(),
-        "input_schemas": schemas,
+def _export_inputs(ctx: StageContext, inputs: dict[str, PinnedInput], workdir: Path) -> dict[str, dict[str, Path]]:
+    """Each pinned table as a Parquet file in the task's folder: the notebook reads files, so it needs
+    no warehouse credential, and a pod gets them like any other input."""
+    files: dict[str, dict[str, Path]] = {}
+    for dataset, pinned in inputs.items():
+        folder = workdir / INPUTS / dataset
+        folder.mkdir(parents=True)
+        for table in pinned.tables:
+            path = folder / f"{table}.parquet"
+            ctx.resources.warehouse.frame(pinned.schema, table).to_parquet(path, index=False)
+            files.setdefault(dataset, {})[table] = path
+    return files
+
+
+def _platform_parameters(
+    ctx: StageContext, inputs: dict[str, PinnedInput], files: dict[str, dict[str, Path]], workdir: Path
+) -> dict[str, Any]:
+    """What the notebook reads: injected after its own parameters, so it never hard-codes a path. Paths
+    are relative to the notebook's folder (its working directory), so they hold wherever the task runs."""
+    folder = (workdir / SOURCE / ctx.spec.notebook.path).parent
+    return {
+        "input_files": {dataset: {table: os.path.relpath(path, folder) for table, path in tables.items()}
+                        for dataset, tables in files.items()},
+        "input_schemas": {name: pinned.schema for name, pinned in inputs.items()},
         "input_versions": dict(ctx.upstream_versions),
     }
-    if len(schemas) == 1:
-        parameters["input_schema"] = next(iter(schemas.values()))
-    if warehouse.type == "postgres":
-        parameters["warehouse_password_env"] = warehouse.password_env
-    return parameters
+
+
+def _execute(ctx: StageContext, workdir: Path, parameters: dict[str, Any]) -> dict[str, Any]:
+    """papermill in the sandbox (`notebook_runner`): the kernel inherits the sandbox's minimal
+    environment only. Returns what the runner recorded; a failing cell is a result, not an error."""
+    settings: NotebookSettings = ctx.spec.notebook
+    notebook = f"{SOURCE}/{settings.path}"
+    job = {"notebook": notebook, "output": f"{OUT}/{EXECUTED}", "result": f"{OUT}/{RESULT}",
+           "parameters": parameters, "cell_timeout_s": settings.cell_timeout_s}
+    (workdir / JOB).write_text(json.dumps(job))
+    cells = sum(cell.cell_type == "code" for cell in read_notebook(workdir / notebook).cells)
+    profile = step_compute(ctx.spec, "build", ctx.settings)
+    task = SandboxTask(
+        deliverable=ctx.name, team=ctx.spec.owner, purpose="notebook", command=[PYTHON, "-m", RUNNER, JOB],
+        workdir=workdir, outputs=(OUT,), profile_name=profile, profile=ctx.settings.profile(profile),
+        timeout_s=settings.cell_timeout_s * (cells + 1) + 120,  # + 1: the parameters papermill injects
+    )
+    result = ctx.resources.sandbox.run(task, ctx.step_context)
+    if not result.ok or not (workdir / OUT / RESULT).is_file():
+        what = "did not finish in time" if result.timed_out else f"exited with {result.exit_code}"
+        raise BuildFailed(f"the kernel could not run {settings.path} ({what}):\n{result.output}")
+    return json.loads((workdir / OUT / RESULT).read_text())

@@ -1,9 +1,11 @@
-"""Running a notebook with papermill on the platform's own Python, and reading back what it did.
+"""Running a notebook with papermill on the platform's Python, and reading back what it did.
 
-The kernel is a kernelspec written for each execution into a folder of its own, naming this
-process's interpreter: no user-level or system kernel can stand in for it, and a clean clone
-needs nothing registered. papermill, nbformat, nbconvert and jupyter_client are imported inside
-the functions; this module is imported when the definitions load.
+`execute` runs inside the sandbox (`notebook_runner`), never in the platform's process, so the
+kernel inherits the sandbox's minimal environment. The kernel is a kernelspec written for each
+execution into a folder of its own, naming this process's interpreter: no user-level or system
+kernel can stand in for it, and a clean clone needs nothing registered. papermill, nbformat,
+nbconvert and jupyter_client are imported inside the functions; this module is imported when the
+definitions load.
 """
 
 from __future__ import annotations

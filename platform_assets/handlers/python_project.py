@@ -1,34 +1,74 @@
-"""Running a Python project's tests, building its wheel and installing it in isolation.
+"""Running a Python project's tests, building its wheel, exporting its contract, installing it in isolation.
 
-Everything runs in subprocesses: the platform process never imports the project's code or its
-heavy dependencies, and a crashing project cannot take the step down with it.
+The project's own code (its tests, its build backend, the app it imports) is untrusted: each step
+runs as a sandbox task on a fresh copy of the digested source, seeing only what its spec declares
+(`ProjectSandbox`), and hands back its output file. The platform process never imports the
+project, and a crashing project cannot take the step down with it.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import site
 import subprocess
 import sys
+import tempfile
 import venv
 import xml.etree.ElementTree as ET
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from platform_assets.fingerprint import copy_sources
 from platform_assets.handlers.base import BuildFailed
+from platform_assets.sandbox import PYTHON, Sandbox, SandboxResult, SandboxTask, minimal_env, platform_secrets, redact
+from platform_assets.settings import ComputeProfile
 
 INSTALLED_MARKER = ".installed"
+JUNIT = ".platform-junit.xml"
+WHEELS = "dist"
+CONTRACT = "openapi.json"
 _EXPORT_OPENAPI = (
     "import importlib, json, sys\n"
     "module, _, attr = sys.argv[1].partition(':')\n"
-    "json.dump(getattr(importlib.import_module(module), attr).openapi(), sys.stdout)\n"
+    "contract = getattr(importlib.import_module(module), attr).openapi()\n"
+    "with open(sys.argv[2], 'w') as out:\n"
+    "    json.dump(contract, out)\n"
 )
 
 
 class ProjectError(BuildFailed):
     """The project could not be built; the message says which command failed and why."""
+
+
+@dataclass(frozen=True)
+class ProjectSandbox:
+    """Where a project's code runs and what it sees: its spec's variables and secrets, nothing of ours."""
+
+    sandbox: Sandbox
+    source: Path  # the digested source folder; every task gets its own copy of exactly these files
+    scratch: Path  # where the copies go
+    deliverable: str
+    team: str
+    env: Mapping[str, str] = field(default_factory=dict)
+    secret_env: Mapping[str, tuple[str, str]] = field(default_factory=dict)
+    profile_name: str = ""
+    profile: ComputeProfile | None = None
+    context: Any = None  # the Dagster step context, for sandboxes that start pods
+
+    def run(self, purpose: str, command: list[str], outputs: tuple[str, ...], timeout_s: float = 600.0,
+            env: Mapping[str, str] | None = None, text: bool = True) -> tuple[SandboxResult, Path]:
+        """Run `command` on a fresh copy of the source; return its result and that copy (with `outputs`,
+        redacted like the log when they are `text`)."""
+        workdir = copy_sources(self.source, self.scratch / purpose)
+        task = SandboxTask(
+            deliverable=self.deliverable, team=self.team, purpose=purpose, command=command, workdir=workdir,
+            outputs=outputs, env={**self.env, **(env or {})}, secret_env=self.secret_env,
+            profile_name=self.profile_name, profile=self.profile, timeout_s=timeout_s,
+            redacted_outputs=outputs if text else (),
+        )
+        return self.sandbox.run(task, self.context), workdir
 
 
 @dataclass
@@ -48,33 +88,20 @@ class TestReport:
         return asdict(self)
 
 
-def _child_env(python_path: Path | None = None) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "COV_"))}
-    if python_path is not None:
-        env["PYTHONPATH"] = str(python_path)
-    return env
-
-
-def run_tests(
-    project: Path, tests: str, python_path: str, timeout_s: float, extra_env: dict[str, str] | None = None
-) -> TestReport:
-    """Run the project's own pytest suite with the platform's interpreter; never raises on red."""
-    junit = project / ".platform-junit.xml"
-    if not (project / tests).exists():
+def run_tests(project: ProjectSandbox, tests: str, python_path: str, timeout_s: float) -> TestReport:
+    """Run the project's own pytest suite; never raises on red."""
+    if not (project.source / tests).exists():
         return TestReport(errors=1, failures=[f"tests folder '{tests}' not found in the service source"])
-    try:
-        completed = subprocess.run(
-            [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"--junitxml={junit}", tests],
-            cwd=project,
-            env={**_child_env(project / python_path), **(extra_env or {})},
-            capture_output=True,
-            text=True,
-            timeout=timeout_s,
-        )
-    except subprocess.TimeoutExpired:
-        return TestReport(errors=1, failures=[f"tests did not finish within {timeout_s:.0f}s"])
-    report = _parse_junit(junit) if junit.exists() else TestReport(errors=1, failures=["pytest wrote no report"])
-    report.output_tail = "\n".join((completed.stdout + completed.stderr).splitlines()[-40:])
+    result, workdir = project.run(
+        "tests", [PYTHON, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"--junitxml={JUNIT}", tests],
+        (JUNIT,), timeout_s, env={"PYTHONPATH": python_path})
+    if result.timed_out:
+        report = TestReport(errors=1, failures=[f"tests did not finish within {timeout_s:.0f}s"])
+    elif (workdir / JUNIT).exists():
+        report = _parse_junit(workdir / JUNIT)
+    else:
+        report = TestReport(errors=1, failures=["pytest wrote no report"])
+    report.output_tail = result.output
     return report
 
 
@@ -96,22 +123,32 @@ def _parse_junit(path: Path) -> TestReport:
     return report
 
 
-def build_wheel(project: Path, out_dir: Path) -> Path:
-    """Build the project's wheel without network access (no build isolation)."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-input", "-q",
-          "-w", str(out_dir), str(project)], "building the wheel", cwd=project)
-    wheels = sorted(out_dir.glob("*.whl"))
+def build_wheel(project: ProjectSandbox, out_dir: Path) -> Path:
+    """Build the project's wheel without network access (no build isolation); move it to `out_dir`."""
+    result, workdir = project.run(
+        "wheel", [PYTHON, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-input", "--no-cache-dir",
+                  "-q", "-w", WHEELS, "."], (WHEELS,), text=False)
+    _require(result, "building the wheel")
+    wheels = sorted((workdir / WHEELS).glob("*.whl"))
     if len(wheels) != 1:
-        raise ProjectError(f"building the wheel produced {len(wheels)} wheels in {out_dir}, expected one")
-    return wheels[0]
+        raise ProjectError(f"building the wheel produced {len(wheels)} wheels, expected one")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    return wheels[0].replace(out_dir / wheels[0].name)
 
 
-def export_openapi(project: Path, python_path: str, app: str) -> dict[str, Any]:
+def export_openapi(project: ProjectSandbox, python_path: str, app: str) -> dict[str, Any]:
     """The OpenAPI contract the project's ASGI app `module:attribute` really serves."""
-    output = _run([sys.executable, "-c", _EXPORT_OPENAPI, app], f"exporting the OpenAPI contract of {app}",
-                  cwd=project, env=_child_env(project / python_path))
-    return json.loads(output)
+    result, workdir = project.run("contract", [PYTHON, "-c", _EXPORT_OPENAPI, app, CONTRACT], (CONTRACT,),
+                                  env={"PYTHONPATH": python_path})
+    _require(result, f"exporting the OpenAPI contract of {app}")
+    return json.loads((workdir / CONTRACT).read_text())
+
+
+def _require(result: SandboxResult, what: str) -> None:
+    if result.timed_out:
+        raise ProjectError(f"{what} did not finish in time:\n{result.output}")
+    if not result.ok:
+        raise ProjectError(f"{what} failed (exit {result.exit_code}):\n{result.output}")
 
 
 def install_isolated(wheel: Path, venv_dir: Path) -> Path:
@@ -119,7 +156,8 @@ def install_isolated(wheel: Path, venv_dir: Path) -> Path:
 
     The platform's site-packages is added after the environment's own as a read-only base layer,
     so common runtime dependencies (fastapi, uvicorn) need no network; anything the wheel needs
-    beyond them, or in another version, is installed into the isolated environment only.
+    beyond them, or in another version, is installed into the isolated environment only. pip runs
+    with a minimal environment: whatever it builds or installs sees none of the platform's credentials.
     """
     python = venv_dir / "bin" / "python"
     if (venv_dir / INSTALLED_MARKER).exists():
@@ -127,15 +165,13 @@ def install_isolated(wheel: Path, venv_dir: Path) -> Path:
     venv.EnvBuilder(with_pip=False, symlinks=True, clear=True).create(venv_dir)
     purelib = next((venv_dir / "lib").glob("python*/site-packages"))
     (purelib / "_platform_base.pth").write_text("\n".join(site.getsitepackages()) + "\n")
-    _run([sys.executable, "-m", "pip", "--python", str(python), "install", "--no-input", "-q", str(wheel)],
-         f"installing {wheel.name}", cwd=venv_dir)
+    with tempfile.TemporaryDirectory(prefix="pip-home-") as home:
+        completed = subprocess.run(
+            [sys.executable, "-m", "pip", "--python", str(python), "install", "--no-input", "--no-cache-dir", "-q",
+             str(wheel)], cwd=venv_dir, env=minimal_env(Path(home)), capture_output=True, text=True)
+    if completed.returncode != 0:
+        output = "\n".join((completed.stdout + completed.stderr).strip().splitlines()[-20:])
+        raise ProjectError(f"installing {wheel.name} failed (exit {completed.returncode}):\n"
+                           f"{redact(output, platform_secrets())}")
     (venv_dir / INSTALLED_MARKER).write_text(wheel.name)
     return python
-
-
-def _run(command: list[str], what: str, cwd: Path, env: dict[str, str] | None = None) -> str:
-    completed = subprocess.run(command, cwd=cwd, env=env or _child_env(), capture_output=True, text=True)
-    if completed.returncode != 0:
-        tail = "\n".join((completed.stdout + completed.stderr).strip().splitlines()[-20:])
-        raise ProjectError(f"{what} failed (exit {completed.returncode}):\n{tail}")
-    return completed.stdout

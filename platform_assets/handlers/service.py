@@ -1,6 +1,7 @@
 """Services: a Python web service with its own tests and an OpenAPI contract.
 
-build: run the service's tests, build its wheel, export the contract; version = source digest.
+build: run the service's tests, build its wheel, export the contract, each in the sandbox with only
+what the spec declares (its env, secrets and upstreams); version = source digest.
 evaluate: gates `tests` and `api_compatibility` (against the contract running in the last env).
 deploy: on a process target, install the wheel into an isolated environment and run it with
 uvicorn; on a manifest target (Kubernetes, GitOps), run the version's image as a `service` workload.
@@ -14,12 +15,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, ValidationInfo, field_validator
 
-from platform_assets.fingerprint import copy_sources, source_digest
+from platform_assets.compute import step_compute
+from platform_assets.fingerprint import source_digest
 from platform_assets.handlers.base import BuildFailed, GateResult, KindHandler, StageContext
 from platform_assets.handlers.python_project import (
     ProjectError,
+    ProjectSandbox,
     build_wheel,
     export_openapi,
     install_isolated,
@@ -28,6 +31,7 @@ from platform_assets.handlers.python_project import (
 from platform_assets.handlers.spec_paths import resolve_in_folder
 from platform_assets.model_token import model_token
 from platform_assets.openapi_compat import compare_contracts
+from platform_assets.secret_store import MissingSecret, SecretRef, check_variables, resolve, secret_refs
 from platform_assets.specs import DeliverableSpec, StrictModel
 from resources.deploy_target import DeployFailed, DeployTarget, ProcessLaunch, Workload, probe
 from resources.manifest_target import ManifestTarget
@@ -59,6 +63,14 @@ class ServiceSettings(StrictModel):
     startup_timeout_s: float = Field(default=30.0, gt=0, le=600)
     test_timeout_s: float = Field(default=600.0, gt=0)
     env: dict[str, str] = Field(default_factory=dict)
+    # Variable name -> a key of a secret: secretKeyRef on Kubernetes, the local secret store here.
+    secrets: dict[str, SecretRef] = Field(default_factory=dict)
+
+    @field_validator("secrets")
+    @classmethod
+    def _secret_variables(cls, secrets: dict[str, SecretRef], info: ValidationInfo) -> dict[str, SecretRef]:
+        check_variables(secrets, info.data.get("env", {}))
+        return secrets
 
 
 class ServiceSpec(DeliverableSpec):
@@ -72,6 +84,7 @@ class ServiceHandler(KindHandler):
     technology = "fastapi"
     spec_model = ServiceSpec
     gates = ("tests", "api_compatibility")
+    resources = frozenset({"sandbox"})
 
     def spec_paths(self, spec: Any) -> dict[str, str]:
         """The source folder, and the Python path and tests inside it."""
@@ -87,19 +100,14 @@ class ServiceHandler(KindHandler):
         settings: ServiceSettings = ctx.spec.service
         source = _source(ctx)
         with tempfile.TemporaryDirectory(prefix=f"build-{ctx.name}-") as tmp:
-            project = copy_sources(source, Path(tmp) / "src")
-            first_env = ctx.settings.environment_names[0]
-            tests = run_tests(project, settings.tests, settings.python_path, settings.test_timeout_s,
-                              dependency_env(ctx, first_env))
-            ctx.log.info(f"service tests: {tests.passed} passed, {tests.failed} failed, {tests.errors} errors")
-            wheel = build_wheel(project, Path(tmp) / "dist")
+            project = _project_sandbox(ctx, source, Path(tmp))
             try:
-                contract = export_openapi(project, settings.python_path, settings.app)
-            except ProjectError as exc:
-                raise BuildFailed(
-                    f"{exc}\nCheck field 'service.app' ({settings.app}) and 'service.python_path' "
-                    f"({settings.python_path}) in {ctx.deliverable.path}"
-                ) from exc
+                tests = run_tests(project, settings.tests, settings.python_path, settings.test_timeout_s)
+                ctx.log.info(f"service tests: {tests.passed} passed, {tests.failed} failed, {tests.errors} errors")
+                wheel = build_wheel(project, Path(tmp) / "dist")
+                contract = _contract(ctx, project)
+            except MissingSecret as exc:
+                raise BuildFailed(_missing_secret(ctx, exc)) from exc
             stored_wheel = ctx.artifacts.put_file(ctx.name, version, wheel)
         ctx.artifacts.put_json(ctx.name, version, CONTRACT, contract)
         ctx.artifacts.put_json(ctx.name, version, TEST_REPORT, tests.as_dict())
@@ -173,6 +181,10 @@ class ServiceHandler(KindHandler):
         if isinstance(target, ManifestTarget):
             return target.deploy_workload(self.workload(ctx, version, target.environment))
         settings: ServiceSettings = ctx.spec.service
+        try:
+            secrets = resolve(ctx.spec.owner, secret_refs(settings.secrets))
+        except MissingSecret as exc:
+            raise DeployFailed(_missing_secret(ctx, exc), {"attempted_version": version}) from exc
         wheel = ctx.artifacts.path(ctx.name, version, record["wheel"])
         workspace = target.workspace(ctx.name, version)
         try:
@@ -187,6 +199,7 @@ class ServiceHandler(KindHandler):
             workdir=workspace,
             env={"PLATFORM_VERSION": version, "PLATFORM_ENVIRONMENT": target.environment,
                  **dependency_env(ctx, target.environment), **settings.env},
+            secret_env=secrets,
             startup_timeout_s=settings.startup_timeout_s,
         )
         return target.deploy(launch)
@@ -210,7 +223,8 @@ class ServiceHandler(KindHandler):
             profile_name=profile,
             profile=ctx.settings.profile(profile),
             env={**upstreams.urls, **settings.env},
-            secret_env={name: (token_secret, "token") for name in upstreams.tokens},
+            secret_env={**{name: (token_secret, "token") for name in upstreams.tokens},
+                        **secret_refs(settings.secrets)},
             egress=upstreams.egress,
             startup_timeout_s=settings.startup_timeout_s,
         )
@@ -255,6 +269,34 @@ def dependency_env(ctx: StageContext, env: str) -> dict[str, str]:
     get the first environment's, so contract tests can call the real upstream)."""
     upstreams = dependency_endpoints(ctx, env)
     return {**upstreams.urls, **{name: model_token(ctx.settings) for name in upstreams.tokens}}
+
+
+def _project_sandbox(ctx: StageContext, source: Path, scratch: Path) -> ProjectSandbox:
+    """The build's tests, wheel and contract see the spec's env and secrets and the first environment's
+    upstreams (so contract tests can call them), nothing of the platform's."""
+    settings: ServiceSettings = ctx.spec.service
+    profile = step_compute(ctx.spec, "build", ctx.settings)
+    return ProjectSandbox(
+        sandbox=ctx.resources.sandbox, source=source, scratch=scratch, deliverable=ctx.name, team=ctx.spec.owner,
+        env={**dependency_env(ctx, ctx.settings.environment_names[0]), **settings.env},
+        secret_env=secret_refs(settings.secrets), profile_name=profile, profile=ctx.settings.profile(profile),
+        context=ctx.step_context,
+    )
+
+
+def _contract(ctx: StageContext, project: ProjectSandbox) -> dict[str, Any]:
+    settings: ServiceSettings = ctx.spec.service
+    try:
+        return export_openapi(project, settings.python_path, settings.app)
+    except ProjectError as exc:
+        raise BuildFailed(
+            f"{exc}\nCheck field 'service.app' ({settings.app}) and 'service.python_path' "
+            f"({settings.python_path}) in {ctx.deliverable.path}"
+        ) from exc
+
+
+def _missing_secret(ctx: StageContext, exc: MissingSecret) -> str:
+    return f"{ctx.deliverable.path}: field 'service.secrets.{exc.variable}': {exc}"
 
 
 def _source(ctx: StageContext) -> Path:
