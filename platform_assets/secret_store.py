@@ -4,7 +4,7 @@ A spec refers to a secret by name and key (`service.secrets: {VAR: {secret: s, k
 value. On a cluster the reference becomes a `secretKeyRef` to the Kubernetes Secret of that name in
 the team's namespace, so no value passes through the platform, a manifest or a GitOps repository.
 Locally the same reference is a file readable by its owner only:
-`<state>/secrets/<team>/<secret>/<key>` (`$DAGSTER_HOME/platform/secrets/...`); write one with
+`<state>/secrets/teams/<team>/<secret>/<key>` (`$DAGSTER_HOME/platform/secrets/teams/...`); write one with
 `python -m platform_assets.secret_store set <team> <secret> <key>` (value on stdin).
 """
 
@@ -23,7 +23,7 @@ from pydantic import field_validator
 from platform_assets.settings import state_dir
 from platform_assets.specs import DNS_LABEL, DNS_LABEL_HINT, StrictModel
 
-SECRETS_DIR = "secrets"
+SECRETS_DIR = "secrets/teams"  # beside, never among, the platform's own (model-token, identity-key)
 _KEY = re.compile(r"^[-_A-Za-z0-9][-._A-Za-z0-9]{0,252}$")
 _VARIABLE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 # Set by the platform or the sandbox in every child's environment; a secret must not replace them.
