@@ -57,10 +57,12 @@ def generate_module(description: dict[str, Any], title: str) -> str:
         *(_assets_function(asset, name) for asset, name in zip(description["assets"], names, strict=True)),
         *(_sensor_function(sensor, index) for index, sensor in enumerate(description["other"]["sensors"])),
         *(_job_function(job, index) for index, job in enumerate(description["other"]["jobs"])),
+        *(_schedule(schedule, index) for index, schedule in enumerate(description["other"]["schedules"])),
         "",
         _definitions(names, description["resources"], description["executor"],
                      [f"sensor_{index}" for index in range(len(description["other"]["sensors"]))],
-                     [f"job_{index}" for index in range(len(description["other"]["jobs"]))]),
+                     [f"job_{index}" for index in range(len(description["other"]["jobs"]))],
+                     [f"schedule_{index}" for index in range(len(description["other"]["schedules"]))]),
     ]
     return "\n".join(parts) + "\n"
 
@@ -68,9 +70,9 @@ def generate_module(description: dict[str, Any], title: str) -> str:
 def _check_supported(description: dict[str, Any]) -> None:
     """Refuse what the generator would silently drop (the equivalence check would catch it later)."""
     extra = {part: value for part, value in description["other"].items()
-             if value and part not in ("sensors", "jobs")}
-    extra.update({f"sensor {s['name']}": "not an asset-key target" for s in description["other"]["sensors"]
-                  if s["target_keys"] is None})
+             if value and part not in ("sensors", "jobs", "schedules")}
+    extra.update({f"{part[:-1]} {s['name']}": "not an asset-key target" for part in ("sensors", "schedules")
+                  for s in description["other"][part] if s["target_keys"] is None})
     executor = description["executor"]
     if executor is not None and "builtin" not in executor:
         extra["executor"] = executor
@@ -266,8 +268,19 @@ def _job_function(job: dict[str, Any], index: int) -> str:
             f"def job_{index}():\n{calls}")
 
 
+def _schedule(schedule: dict[str, Any], index: int) -> str:
+    """A schedule with the same name, cron, timezone, status and literal asset-key target."""
+    return (
+        f"\n\nschedule_{index} = dg.ScheduleDefinition(\n"
+        f"    name={schedule['name']!r}, cron_schedule={schedule['cron_schedule']!r},\n"
+        f"    execution_timezone={schedule['execution_timezone']!r}, description={schedule['description']!r},\n"
+        f"    default_status=dg.DefaultScheduleStatus({schedule['default_status']!r}),\n"
+        f"    target=dg.AssetSelection.assets({_keys(schedule['target_keys'])[1:-1]}))"
+    )
+
+
 def _definitions(function_names: list[str], resources: dict[str, Any], executor: dict[str, str] | None,
-                 sensors: list[str], jobs: list[str]) -> str:
+                 sensors: list[str], jobs: list[str], schedules: list[str]) -> str:
     assets = "".join(f"        {name},\n" for name in function_names)
     resource_lines = "".join(
         f"        {key!r}: {resource['class']}("
@@ -282,5 +295,6 @@ def _definitions(function_names: list[str], resources: dict[str, Any], executor:
         + (f"    executor=dg.{executor['builtin']},\n" if executor else "")
         + (f"    sensors=[{', '.join(sensors)}],\n" if sensors else "")
         + (f"    jobs=[{', '.join(jobs)}],\n" if jobs else "")
+        + (f"    schedules=[{', '.join(schedules)}],\n" if schedules else "")
         + ")"
     )

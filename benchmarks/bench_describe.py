@@ -72,13 +72,30 @@ def describe_definitions(defs: dg.Definitions) -> dict[str, Any]:
         "executor": _describe_executor(defs.executor),
         "other": {
             "jobs": [_describe_job(job) for job in defs.jobs or []],
-            "schedules": len(defs.schedules or []),
+            "schedules": [_describe_schedule(schedule) for schedule in defs.schedules or []],
             "sensors": [_describe_sensor(sensor) for sensor in defs.sensors or []],
             "asset_checks": len(defs.asset_checks or []),
             "loggers": sorted(defs.loggers or {}),
             "metadata": {key: repr(value) for key, value in (defs.metadata or {}).items()},
         },
     }
+
+
+def _describe_schedule(schedule: dg.ScheduleDefinition) -> dict[str, Any]:
+    """A schedule's name, cron, timezone, status and the asset keys it targets."""
+    return {"name": schedule.name, "cron_schedule": schedule.cron_schedule,
+            "execution_timezone": schedule.execution_timezone, "default_status": schedule.default_status.value,
+            "description": schedule.description, "target_keys": _target_keys(schedule)}
+
+
+def _target_keys(definition: Any) -> list[list[str]] | None:
+    """The literal asset keys a sensor's or schedule's target selects (None for anything else)."""
+    from dagster._core.definitions.asset_selection import KeysAssetSelection  # not exported by dagster
+
+    targets = definition.targets if hasattr(definition, "targets") else [definition.target]
+    jobs = [getattr(t.resolvable_to_job, "selection", None) for t in targets]
+    selection = jobs[0] if len(jobs) == 1 else None  # `target=AssetSelection` is an anonymous asset job
+    return sorted(k.path for k in selection.selected_keys) if isinstance(selection, KeysAssetSelection) else None
 
 
 def _describe_job(job: Any) -> dict[str, Any]:
@@ -88,13 +105,8 @@ def _describe_job(job: Any) -> dict[str, Any]:
 
 def _describe_sensor(sensor: dg.SensorDefinition) -> dict[str, Any]:
     """What a sensor costs at load: its name, schedule and the asset keys it targets."""
-    from dagster._core.definitions.asset_selection import KeysAssetSelection  # not exported by dagster
-
-    jobs = [getattr(t.resolvable_to_job, "selection", None) for t in sensor.targets]
-    selection = jobs[0] if len(jobs) == 1 else None  # `target=AssetSelection` is an anonymous asset job
-    keys = sorted(k.path for k in selection.selected_keys) if isinstance(selection, KeysAssetSelection) else None
     return {"name": sensor.name, "minimum_interval_seconds": sensor.minimum_interval_seconds,
-            "default_status": sensor.default_status.value, "target_keys": keys,
+            "default_status": sensor.default_status.value, "target_keys": _target_keys(sensor),
             "description": sensor.description}
 
 

@@ -166,6 +166,29 @@ def cmd_history(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_metrics(args: argparse.Namespace) -> int:
+    """DORA's four figures per deliverable, kind and team, from the event log."""
+    import time
+
+    from platform_assets.delivery_metrics import delivery_metrics, format_table
+    from platform_assets.specs import duration_s
+
+    try:
+        window = float(duration_s(args.since))
+    except ValueError as exc:
+        raise SettingsError(f"--since: {exc}") from exc
+    settings, catalog = _loaded()
+    now = time.time()
+    with _instance() as instance:
+        tables = delivery_metrics(instance, catalog, settings, now - window, now)
+    if args.json:
+        print(json.dumps({group: [f.as_dict() for f in figures] for group, figures in tables.items()}, indent=2))
+    else:
+        print(f"the last {args.since}, in {settings.last_environment}\n")
+        print("\n\n".join(format_table(figures, group) for group, figures in tables.items()))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="deliver", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -194,11 +217,15 @@ def build_parser() -> argparse.ArgumentParser:
     hist.add_argument("name")
     hist.add_argument("--limit", type=int, default=100)
     hist.add_argument("--json", action="store_true")
+    metrics = commands.add_parser("metrics", help="deployment frequency, lead time, change failure rate, "
+                                                   "time to restore (DORA) per deliverable, kind and team")
+    metrics.add_argument("--since", default="30d", help="the window: 30d, 12h, ... (default 30d)")
+    metrics.add_argument("--json", action="store_true")
     return parser
 
 
 COMMANDS = {"validate": cmd_validate, "status": cmd_status, "down": cmd_down, "approve": cmd_approve,
-            "promote": cmd_promote, "rollback": cmd_rollback, "history": cmd_history}
+            "promote": cmd_promote, "rollback": cmd_rollback, "history": cmd_history, "metrics": cmd_metrics}
 
 
 def main(argv: list[str] | None = None) -> int:

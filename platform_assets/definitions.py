@@ -7,6 +7,7 @@ import dagster as dg
 from platform_assets.approval_job import approval_job
 from platform_assets.catalog import load_catalog
 from platform_assets.factory import build_assets
+from platform_assets.metrics_asset import delivery_metrics_asset, delivery_metrics_schedule
 from platform_assets.resources_config import platform_resources
 from platform_assets.settings import PlatformSettings, catalog_dir, load_settings
 from sensors.promotion import promotion_sensor
@@ -30,11 +31,12 @@ def build_definitions(settings: PlatformSettings | None = None) -> dg.Definition
     if len(catalog) and len(settings.environments) > 1:
         sensors.append(promotion_sensor(catalog, settings))
     return dg.Definitions(
-        assets=build_assets(settings, catalog),
+        assets=[*build_assets(settings, catalog), delivery_metrics_asset(catalog, settings)],
         resources=platform_resources(settings),
         executor=executor(settings),
         sensors=sensors,
         jobs=[approval_job(catalog, settings)],
+        schedules=[delivery_metrics_schedule()],
     )
 
 

@@ -17,7 +17,7 @@ _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d)?\s*$")
 _UNITS = {None: 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
-def _seconds(value: Any) -> Any:
+def duration_s(value: Any) -> Any:
     """A duration: seconds as a number, or '90s', '5m', '1h', '7d'."""
     if isinstance(value, str):
         match = _DURATION.match(value)
@@ -27,7 +27,7 @@ def _seconds(value: Any) -> Any:
     return value
 
 
-Seconds = Annotated[float, BeforeValidator(_seconds), Field(gt=0)]
+Seconds = Annotated[float, BeforeValidator(duration_s), Field(gt=0)]
 
 
 class StrictModel(BaseModel):

@@ -108,8 +108,8 @@ def test_sandboxed_code_gets_its_declared_env_and_secrets_only(credentials: Plat
 
     missing = SandboxTask(**{**task.__dict__, "secret_env": {"DB_PASSWORD": ("recs-db", "password")}})
     with pytest.raises(MissingSecret, match=r"secret 'recs-db' \(key 'password'\) of team recs-team is not in the "
-                                            r"local secret store: write it to .*/platform/secrets/teams/recs-team/recs-db/"
-                                            r"password \(mode 0600\)") as raised:
+                                            r"local secret store: write it to .*/platform/secrets/teams/recs-team/"
+                                            r"recs-db/password \(mode 0600\)") as raised:
         LocalSandbox().run(missing)
     assert raised.value.variable == "DB_PASSWORD"
 
