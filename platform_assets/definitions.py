@@ -6,6 +6,7 @@ import dagster as dg
 
 from platform_assets.catalog import load_catalog
 from platform_assets.factory import build_assets
+from platform_assets.model_safety import forbid_unchecked_loads
 from platform_assets.resources_config import platform_resources
 from platform_assets.settings import PlatformSettings, catalog_dir, load_settings
 from sensors.promotion import promotion_sensor
@@ -36,4 +37,5 @@ def build_definitions(settings: PlatformSettings | None = None) -> dg.Definition
     )
 
 
+forbid_unchecked_loads()  # every platform process loads this module: MLflow deserializes no unchecked model
 defs = build_definitions()
