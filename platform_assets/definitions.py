@@ -8,6 +8,7 @@ from platform_assets.approval_job import approval_job
 from platform_assets.catalog import load_catalog
 from platform_assets.factory import build_assets
 from platform_assets.metrics_asset import delivery_metrics_asset, delivery_metrics_schedule
+from platform_assets.model_safety import forbid_unchecked_loads
 from platform_assets.resources_config import platform_resources
 from platform_assets.settings import PlatformSettings, catalog_dir, load_settings
 from sensors.promotion import promotion_sensor
@@ -40,4 +41,5 @@ def build_definitions(settings: PlatformSettings | None = None) -> dg.Definition
     )
 
 
+forbid_unchecked_loads()  # every platform process loads this module: MLflow deserializes no unchecked model
 defs = build_definitions()

@@ -3,7 +3,10 @@
 Started per environment by a deploy target, like a service:
 `uvicorn platform_assets.model_server:app`, configured by environment variables. It resolves
 `models:/<name>@<alias>` once at start-up (so it serves one version, reported by `/health`) and
-exits if the model cannot be loaded, which is what makes a failed load roll the alias back.
+exits if the model cannot be loaded, which is what makes a failed load roll the alias back. It
+loads only a skops model whose types are in the trusted list its deployer put in
+PLATFORM_TRUSTED_TYPES (`model_safety.py`), with MLflow's pickle deserialization switched off,
+and answers `/predict` only to its own (model, environment) token.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from fastapi import Depends, FastAPI, HTTPException, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
 
+from platform_assets.model_safety import forbid_unchecked_loads, load_version, trusted_from_env
 from platform_assets.model_token import SERVER_TOKEN_ENV
 
 MODEL_NAME_ENV = "MODEL_NAME"
@@ -54,7 +58,7 @@ class Health(BaseModel):
 
 
 def load(name: str, alias: str, expected_version: str | None) -> Loaded:
-    """Resolve the alias to a version first, then load that version: the two cannot disagree."""
+    """Resolve the alias to a version first, then check and load that version: the two cannot disagree."""
     import mlflow
 
     client = mlflow.MlflowClient()
@@ -62,13 +66,14 @@ def load(name: str, alias: str, expected_version: str | None) -> Loaded:
     if expected_version and version != expected_version:
         raise RuntimeError(f"models:/{name}@{alias} is version {version}, this server was started for "
                            f"{expected_version}")
-    return Loaded(name, alias, version, mlflow.pyfunc.load_model(f"models:/{name}/{version}"))
+    return Loaded(name, alias, version, load_version(f"models:/{name}/{version}", trusted_from_env()))
 
 
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     if not os.environ.get(TOKEN_ENV):
         raise RuntimeError(f"{TOKEN_ENV} is not set; the model server never serves without a token")
+    forbid_unchecked_loads()
     app.state.loaded = load(os.environ[MODEL_NAME_ENV], os.environ[MODEL_ALIAS_ENV],
                             os.environ.get("PLATFORM_VERSION"))
     yield

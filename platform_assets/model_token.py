@@ -1,12 +1,25 @@
-"""The bearer token model endpoints require.
+"""Bearer tokens of model endpoints: one per (model, environment), derived from the platform's master.
 
-Production sets it from a secret (the variable named by `model_serving.token_env`). The embedded
-default generates one on first use into the state folder (readable by its owner only), so
-`make dev` serves authenticated endpoints without any set-up.
+`model_token(settings, model, env)` is HMAC-SHA256(master, "<model>:<env>"). Derived rather than
+generated per pair and stored, because:
+- every platform process and step pod computes the same token from the one master the platform
+  already holds (from `model_serving.token_env`), with no per-pair state to share across pods,
+  back up or lose;
+- a holder of one pair's token (the model server of that environment, a service calling it) learns
+  nothing about the master or any other pair, so a staging token is useless against prod;
+- rotating the master rotates every pair at once (the next deploys pick the new values up).
+
+The master never leaves the platform: deploys hand each model server and each consumer its pair's
+token only. Production sets the master from a secret; the embedded default generates one on first
+use into the state folder (readable by its owner only), so `make dev` serves authenticated
+endpoints without any set-up.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import os
 import secrets
 from pathlib import Path
@@ -14,14 +27,16 @@ from pathlib import Path
 from platform_assets.settings import PlatformSettings, state_dir
 
 TOKEN_FILE = Path("secrets") / "model-token"
-SERVER_TOKEN_ENV = "PLATFORM_MODEL_TOKEN"  # where a model server process reads its token
+SERVER_TOKEN_ENV = "PLATFORM_MODEL_TOKEN"  # where a model server process reads its own pair's token
+SECRET_KEY = "token"  # the key of a per-pair Kubernetes Secret
 
 
 def token_file() -> Path:
     return state_dir() / TOKEN_FILE
 
 
-def model_token(settings: PlatformSettings) -> str:
+def master_token(settings: PlatformSettings) -> str:
+    """The platform's master, from `model_serving.token_env`, else generated into the state folder."""
     configured = os.environ.get(settings.model_serving.token_env)
     if configured:
         return configured
@@ -33,3 +48,14 @@ def model_token(settings: PlatformSettings) -> str:
             handle.write(secrets.token_urlsafe(32))
         os.replace(path.with_suffix(".tmp"), path)
     return path.read_text().strip()
+
+
+def model_token(settings: PlatformSettings, model: str, env: str) -> str:
+    """The bearer token of `model` served in `env`: what its server accepts, what its callers send."""
+    digest = hmac.new(master_token(settings).encode(), f"{model}:{env}".encode(), hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(digest).decode().rstrip("=")
+
+
+def token_secret_name(settings: PlatformSettings, model: str, env: str) -> str:
+    """The Kubernetes Secret holding that pair's token, in the namespace of each pod that reads it."""
+    return settings.model_serving.token_secret.format(model=model, env=env)

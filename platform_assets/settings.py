@@ -11,7 +11,7 @@ import os
 import re
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -187,15 +187,39 @@ class MlflowConfig(_Strict):
 
 
 class ModelServingConfig(_Strict):
-    """Model endpoints require `Authorization: Bearer <token>`; the token comes from this variable."""
+    """Model endpoints require `Authorization: Bearer <token>`, one token per (model, environment)
+    derived from the master in `token_env` (platform_assets/model_token.py)."""
 
     token_env: str = Field(default="PLATFORM_MODEL_TOKEN", pattern=r"^[A-Z_][A-Z0-9_]*$")
-    # On Kubernetes the server reads the token from this Secret (key `token`), never from a manifest.
-    token_secret: str = Field(default="model-serving-token", pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    # On Kubernetes a model server and its callers read their pair's token from this Secret (key
+    # `token`) in their own namespace, never from a manifest; `{model}` and `{env}` are filled in.
+    token_secret: str = Field(default="model-token-{model}-{env}", pattern=r"^[a-z0-9][-a-z0-9{}]*[a-z0-9}]$")
     # Image that runs platform_assets.model_server on Kubernetes; unset: the code location's image.
     image: str | None = None
     # Secrets whose keys become the server's environment (artifact store credentials, for instance).
     env_secrets: list[str] = Field(default_factory=list)
+
+    @field_validator("token_secret")
+    @classmethod
+    def _one_secret_per_pair(cls, value: str) -> str:
+        if "{model}" not in value or "{env}" not in value:
+            raise ValueError(f"'{value}' must contain {{model}} and {{env}}: every (model, environment) has "
+                             "its own token, e.g. model-token-{model}-{env}")
+        return value
+
+
+TypeName = Annotated[str, Field(pattern=r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)+$")]
+
+
+class ModelsConfig(_Strict):
+    """What the platform trusts a model file to contain, beyond skops' safe defaults.
+
+    Every model is stored in skops format, which loads only the types it is told to trust. Builds,
+    adoptions, evaluations and model servers refuse a model that needs a type outside this list;
+    a spec's `model.trusted_types` may only name types from it (docs/ml-engineer.md, "Safety").
+    """
+
+    trusted_types: list[TypeName] = Field(default_factory=list)
 
 
 class ArtifactsConfig(_Strict):
@@ -293,6 +317,7 @@ class PlatformSettings(_Strict):
     warehouse: WarehouseConfig = WarehouseConfig()
     mlflow: MlflowConfig = MlflowConfig()
     model_serving: ModelServingConfig = ModelServingConfig()
+    models: ModelsConfig = ModelsConfig()
     artifacts: ArtifactsConfig = ArtifactsConfig()
     reports: ReportsConfig = ReportsConfig()
     automation: AutomationConfig = AutomationConfig()

@@ -73,6 +73,10 @@ class Workload:
     # Variables read from Kubernetes Secrets: name -> (secret, key). Secrets never enter a manifest.
     secret_env: Mapping[str, tuple[str, str]] = field(default_factory=dict)
     env_from_secrets: tuple[str, ...] = ()
+    # Secrets the workload reads that the platform owns (a model token): name -> {key: value}. A
+    # Kubernetes target creates them in the workload's namespace before the rollout; they are never
+    # rendered into a manifest, so a GitOps target leaves them to the operator (External Secrets).
+    secrets: Mapping[str, Mapping[str, str]] = field(default_factory=dict, repr=False)
     # Egress the workload needs beyond DNS in a default-deny namespace: (namespace or None for
     # anywhere, TCP port). Callers reach it from its environment's namespaces (ingress policy).
     egress: tuple[tuple[str | None, int], ...] = ()

@@ -4,6 +4,10 @@ Each deliverable gets `<repo>/<environment>/<deliverable>/` with one YAML file p
 `kustomization.yaml` listing them. When the folder is a git repository the change is committed
 (and pushed, if asked), so the history is the deploy log and rolling back is a revert. The cluster
 side (sync, health, rollback of a failed sync) belongs to Argo CD or Flux.
+
+Secret values never go into the repository: the manifests only reference them (`secretKeyRef`),
+and `Workload.secrets` (a model token per model and environment) is left to the operator, who
+provides those Secrets in each namespace (External Secrets, Sealed Secrets; docs/platform-operator.md).
 """
 
 from __future__ import annotations

@@ -4,10 +4,13 @@ A deploy server-side applies the rendered manifests, waits for the Deployment's 
 it fails (progress deadline or timeout), re-applies the manifests of the last good release. That
 release is kept in the cluster, in a ConfigMap `<deliverable>-release` beside the workload, so
 any step pod can roll back and the record survives the pod. A first deploy that fails is removed.
+Secrets the workload reads from the platform (`Workload.secrets`: a model token) are created or
+updated in its namespace before the rollout, and never enter the release record.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 from typing import Any
@@ -32,6 +35,19 @@ def release_record(workload_manifests: list[Manifest], version: str) -> Manifest
         "metadata": {"name": release_name(meta["name"]), "namespace": meta["namespace"],
                      "labels": {**meta["labels"], "app.kubernetes.io/component": "release-record"}},
         "data": {"version": version, "manifests": json.dumps(workload_manifests, sort_keys=True)},
+    }
+
+
+def secret_manifest(namespace: str, name: str, data: dict[str, str]) -> Manifest:
+    """An Opaque Secret the platform owns (applied, never rendered into files or release records)."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "type": "Opaque",
+        "metadata": {"name": name, "namespace": namespace,
+                     "labels": {"app.kubernetes.io/managed-by": "delivery-platform",
+                                "app.kubernetes.io/part-of": "delivery-platform"}},
+        "data": {key: base64.b64encode(value.encode()).decode() for key, value in data.items()},
     }
 
 
@@ -64,6 +80,8 @@ class KubernetesTarget(ManifestTarget):
             cluster = Cluster(api)
             record = cluster.get("v1", "ConfigMap", namespace, release_name(name))
             previous = record["data"] if record else None
+            for secret, data in workload.secrets.items():
+                cluster.apply(secret_manifest(namespace, secret, dict(data)))
             for manifest in manifests:
                 cluster.apply(manifest)
             done, detail = cluster.wait_rollout(namespace, name, self.rollout_timeout_s, self.poll_interval_s)

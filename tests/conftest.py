@@ -267,3 +267,45 @@ def datasets(platform: Platform, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
                                     ignore=shutil.ignore_patterns("target", "logs", "*.duckdb")))
     monkeypatch.setenv("PLATFORM_DBT_PROJECT_DIR", str(dbt_copy))
     return platform
+
+
+@pytest.fixture(scope="module")
+def features_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A DAGSTER_HOME where customer-features is published in staging and prod (once per module)."""
+    root = tmp_path_factory.mktemp("features")
+    with pytest.MonkeyPatch.context() as patch:
+        platform = model_platform(root, patch)
+        result = platform.materialize(*(f"customer-features/{stage}" for stage in ("build", "evaluate", "staging",
+                                                                                    "prod")))
+        assert result.success, [e for e in result.all_events if e.is_failure]
+        platform.instance.dispose()
+    yield root
+
+
+@pytest.fixture
+def models(features_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Platform]:
+    """A copy of `features_home` (its event log, warehouse and artifacts) with a fresh MLflow store:
+    the model's tests may change its spec the way an ML engineer would."""
+    shutil.copytree(features_home, tmp_path, dirs_exist_ok=True)
+    platform = model_platform(tmp_path, monkeypatch)
+    yield platform
+    stop_all(platform.settings)
+    platform.instance.dispose()
+
+
+def model_platform(root: Path, patch: pytest.MonkeyPatch) -> Platform:
+    """The platform in `root` with customer-features, churn-model and recommendations-api."""
+    home, catalog = root / "dagster_home", root / "catalog"
+    home.mkdir(exist_ok=True)
+    shutil.copy(PROJECT_ROOT / "deploy" / "dagster.local.yaml", home / "dagster.yaml")
+    for name in ("customer-features", "churn-model", "recommendations-api"):
+        copy_deliverable(name, catalog)
+    dbt = root / "dbt_project"
+    if not dbt.exists():
+        shutil.copytree(PROJECT_ROOT / "dbt_project", dbt, ignore=shutil.ignore_patterns("logs", "*.duckdb"))
+    for name, value in {"DAGSTER_HOME": home, "PLATFORM_CATALOG_DIR": catalog, "PLATFORM_DBT_PROJECT_DIR": dbt}.items():
+        patch.setenv(name, str(value))
+    patch.delenv("PLATFORM_STATE_DIR", raising=False)
+    patch.delenv("PLATFORM_MODEL_TOKEN", raising=False)
+    settings = load_settings()
+    return Platform(home, catalog, settings, dg.DagsterInstance.get())

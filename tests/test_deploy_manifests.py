@@ -6,6 +6,7 @@ values, the Dockerfiles and the production platform.yaml against what the platfo
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import re
 from pathlib import Path
@@ -15,6 +16,7 @@ import pytest
 import yaml
 
 from platform_assets.handlers.base import Deployed, StageContext
+from platform_assets.model_token import model_token
 from platform_assets.settings import PROJECT_ROOT, load_settings
 from resources.deploy_target import Workload
 from resources.k8s_manifests import MODEL_URI_ANNOTATION, RENDERERS, RenderContext, render
@@ -370,7 +372,12 @@ def test_rendered_model_server_is_valid_restricted_and_keeps_the_token_secret(se
     assert env["MODEL_ALIAS"]["value"] == "staging" and env["PLATFORM_VERSION"]["value"] == "7"
     assert env["MLFLOW_TRACKING_URI"]["value"] == ctx.settings.mlflow.tracking_uri
     assert env["PLATFORM_MODEL_TOKEN"] == {"name": "PLATFORM_MODEL_TOKEN", "valueFrom": {"secretKeyRef": {
-        "name": ctx.settings.model_serving.token_secret, "key": "token"}}}
+        "name": "model-token-churn-model-staging", "key": "token"}}}
+    assert workload.secrets == {"model-token-churn-model-staging": {
+        "token": model_token(ctx.settings, "churn-model", "staging")}}
+    assert model_token(ctx.settings, "churn-model", "staging") not in json.dumps(manifests)
+    assert json.loads(env["PLATFORM_TRUSTED_TYPES"]["value"]) == ctx.settings.models.trusted_types
+    assert env["MLFLOW_ALLOW_PICKLE_DESERIALIZATION"]["value"] == "false"
     assert container["envFrom"] == [{"secretRef": {"name": n}} for n in ctx.settings.model_serving.env_secrets]
     assert container["readinessProbe"]["httpGet"]["path"] == "/health"
     gpu = serving_compute == "gpu-1"
@@ -396,7 +403,10 @@ def test_a_service_on_kubernetes_calls_the_model_of_its_environment() -> None:
     [container] = manifests[0]["spec"]["template"]["spec"]["containers"]
     env = {e["name"]: e for e in container["env"]}
     assert env["CHURN_MODEL_URL"]["value"] == model["url"]
-    assert env["CHURN_MODEL_TOKEN"]["valueFrom"]["secretKeyRef"]["key"] == "token"
+    assert env["CHURN_MODEL_TOKEN"]["valueFrom"]["secretKeyRef"] == {"name": "model-token-churn-model-staging",
+                                                                    "key": "token"}
+    assert workload.secrets == {"model-token-churn-model-staging": {"token": model_token(
+        load_settings(PRODUCTION), "churn-model", "staging")}}, "only that model's staging token"
     assert not any("value" in e and len(e["value"]) > 30 and e["name"].endswith("TOKEN") for e in container["env"])
     [egress] = [m for m in manifests if m["metadata"]["name"] == "recommendations-api-egress"]
     assert egress["spec"]["egress"][0]["to"][0]["namespaceSelector"]["matchExpressions"][0]["values"] == \

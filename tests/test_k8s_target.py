@@ -140,10 +140,15 @@ def _git(repo: Path, *args: str) -> str:
     return subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True, text=True).stdout
 
 
+def git_repo(folder: Path) -> Path:
+    """An empty GitOps repository."""
+    folder.mkdir()
+    _git(folder, "init", "-q")
+    return folder
+
+
 def test_gitops_writes_valid_manifests_and_commits(tmp_path: Path) -> None:
-    repo = tmp_path / "gitops"
-    repo.mkdir()
-    _git(repo, "init", "-q")
+    repo = git_repo(tmp_path / "gitops")
     target = GitOpsTarget(environment="prod", namespace="{team}-prod", registry=REGISTRY, repo_path=str(repo))
 
     first = target.deploy_workload(workload("v1"))
@@ -169,9 +174,7 @@ def test_gitops_writes_valid_manifests_and_commits(tmp_path: Path) -> None:
 def cluster_platform(api, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> Platform:
     """The demo service with staging on the (stand-in) cluster and prod in a GitOps repository."""
     server, host = api
-    repo = tmp_path / "gitops"
-    repo.mkdir()
-    _git(repo, "init", "-q")
+    repo = git_repo(tmp_path / "gitops")
     config = yaml.safe_load((PROJECT_ROOT / "platform.yaml").read_text())
     config["environments"] = [
         {"name": "staging", "target": "kubernetes", "namespace": "{team}-staging", "registry": REGISTRY},
@@ -202,3 +205,44 @@ def test_service_pipeline_deploys_to_the_cluster_then_to_gitops(api, cluster_pla
     assert folder.parts[-2:] == ("prod", "recommendations-api")
     assert f"{REGISTRY}/recommendations-api:{version}" in next(folder.glob("deployment-*.yaml")).read_text()
     assert all(e.passed for e in result.get_asset_check_evaluations())
+
+
+TOKEN_VALUE = "pair-token-value-0123456789"
+
+
+def with_model_token(version: str) -> Workload:
+    """The demo service calling churn-model in staging: its token from a per-(model, env) Secret."""
+    secret = "model-token-churn-model-staging"
+    return workload(version, secret_env={"CHURN_MODEL_TOKEN": (secret, "token")},
+                    secrets={secret: {"token": TOKEN_VALUE}})
+
+
+def test_the_target_creates_the_token_secret_in_the_namespace_before_the_rollout(api, target: KubernetesTarget) -> None:
+    import base64
+    import json
+
+    server, _ = api
+    target.deploy_workload(with_model_token("v1"))
+
+    secret = server.get("secrets", NAMESPACE, "model-token-churn-model-staging")
+    assert secret is not None and secret["type"] == "Opaque"
+    assert base64.b64decode(secret["data"]["token"]).decode() == TOKEN_VALUE
+    patched = [path.rsplit("/", 2)[-2] for method, path, _, _ in server.requests if method == "PATCH"]
+    assert patched.index("secrets") < patched.index("deployments"), "the Secret exists before the pods start"
+    [container] = server.get("deployments", NAMESPACE, "recommendations-api")["spec"]["template"]["spec"]["containers"]
+    assert {"name": "CHURN_MODEL_TOKEN", "valueFrom": {"secretKeyRef": {
+        "name": "model-token-churn-model-staging", "key": "token"}}} in container["env"]
+    assert TOKEN_VALUE not in json.dumps(server.get("configmaps", NAMESPACE, "recommendations-api-release"))
+    assert TOKEN_VALUE not in repr(with_model_token("v1"))
+
+
+def test_gitops_commits_the_secret_reference_never_its_value(tmp_path: Path) -> None:
+    repo = git_repo(tmp_path / "gitops")
+    target = GitOpsTarget(environment="staging", namespace="{team}-staging", registry=REGISTRY, repo_path=str(repo))
+
+    result = target.deploy_workload(with_model_token("v1"))
+
+    files = {path.name: path.read_text() for path in Path(result["path"]).glob("*.yaml")}
+    assert "secretKeyRef" in files["deployment-recommendations-api.yaml"]
+    assert not any(TOKEN_VALUE in text or "kind: Secret" in text for text in files.values())
+    assert TOKEN_VALUE not in _git(repo, "log", "-p")

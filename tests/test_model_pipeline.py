@@ -3,70 +3,30 @@ model server processes.
 
 customer-features is delivered through prod once per module; every test starts from a copy of that
 DAGSTER_HOME (its event log, warehouse file and artifacts), so it gets a fresh MLflow store of its
-own and may change the model's spec the way an ML engineer would."""
+own and may change the model's spec the way an ML engineer would (fixtures `features_home` and
+`models` in conftest.py, shared with test_model_safety.py)."""
 
 from __future__ import annotations
 
-import shutil
-from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 import httpx
-import pytest
 import yaml
 
 from platform_assets.catalog import load_catalog
 from platform_assets.definitions import build_definitions
-from platform_assets.model_token import model_token
+from platform_assets.model_token import master_token, model_token
 from platform_assets.settings import PROJECT_ROOT, load_settings
 from resources.mlflow_registry import MlflowRegistry
-from tests.conftest import Platform, copy_deliverable, materialize_with_cli, status_json, stop_all
+from tests.conftest import Platform, copy_deliverable, materialize_with_cli, status_json
 
 MODEL = "churn-model"
 DATASET = "customer-features"
 SERVICE = "recommendations-api"
 THROUGH_PROD = [f"{MODEL}/build", f"{MODEL}/evaluate", f"{MODEL}/staging", f"{MODEL}/prod"]
 WEAK = {"max_iter": 1, "max_depth": 1, "learning_rate": 0.01}
-
-
-@pytest.fixture(scope="module")
-def features_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """A DAGSTER_HOME where customer-features is published in staging and prod."""
-    root = tmp_path_factory.mktemp("features")
-    with pytest.MonkeyPatch.context() as patch:
-        platform = _platform(root, patch)
-        result = platform.materialize(*(f"{DATASET}/{stage}" for stage in ("build", "evaluate", "staging", "prod")))
-        assert result.success, [e for e in result.all_events if e.is_failure]
-        platform.instance.dispose()
-    yield root
-
-
-@pytest.fixture
-def models(features_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Platform]:
-    shutil.copytree(features_home, tmp_path, dirs_exist_ok=True)
-    platform = _platform(tmp_path, monkeypatch)
-    yield platform
-    stop_all(platform.settings)
-    platform.instance.dispose()
-
-
-def _platform(root: Path, patch: pytest.MonkeyPatch) -> Platform:
-    home, catalog = root / "dagster_home", root / "catalog"
-    home.mkdir(exist_ok=True)
-    shutil.copy(PROJECT_ROOT / "deploy" / "dagster.local.yaml", home / "dagster.yaml")
-    for name in (DATASET, MODEL):
-        copy_deliverable(name, catalog)
-    copy_deliverable(SERVICE, catalog)
-    dbt = root / "dbt_project"
-    if not dbt.exists():
-        shutil.copytree(PROJECT_ROOT / "dbt_project", dbt, ignore=shutil.ignore_patterns("logs", "*.duckdb"))
-    for name, value in {"DAGSTER_HOME": home, "PLATFORM_CATALOG_DIR": catalog, "PLATFORM_DBT_PROJECT_DIR": dbt}.items():
-        patch.setenv(name, str(value))
-    patch.delenv("PLATFORM_STATE_DIR", raising=False)
-    patch.delenv("PLATFORM_MODEL_TOKEN", raising=False)
-    settings = load_settings()
-    return Platform(home, catalog, settings, dg.DagsterInstance.get())
 
 
 def registry() -> MlflowRegistry:
@@ -102,14 +62,15 @@ def test_cli_through_prod_registers_the_prod_alias_and_serves_with_a_token(model
     assert registry().alias_version(MODEL, "prod") == registry().alias_version(MODEL, "staging") == version
     prod = models.current(MODEL, "prod")
     body = example(models, version)
-    token = model_token(models.settings)
+    token = model_token(models.settings, MODEL, "prod")
     answer = httpx.post(prod["url"] + "/predict", json=body, headers={"Authorization": f"Bearer {token}"})
     assert answer.status_code == 200, answer.text
     assert answer.json()["version"] == version
     assert all(0 <= row[1] <= 1 for row in answer.json()["predictions"])
     assert httpx.post(prod["url"] + "/predict", json=body).status_code == 401
-    assert httpx.post(prod["url"] + "/predict", json=body,
-                      headers={"Authorization": "Bearer wrong"}).status_code == 401
+    for other in ("wrong", model_token(models.settings, MODEL, "staging"), master_token(models.settings)):
+        assert httpx.post(prod["url"] + "/predict", json=body,
+                          headers={"Authorization": f"Bearer {other}"}).status_code == 401
     assert health(models, "prod")["model_uri"] == "models:/churn-model@prod"
     row = next(r for r in status_json() if r["name"] == MODEL)
     assert row["versions"] == {"staging": version, "prod": version} and row["endpoint"] == prod["url"]
@@ -212,14 +173,26 @@ def test_model_imports_nothing_heavy_at_load() -> None:
     import subprocess
     import sys
 
-    code = ("import sys, platform_assets.handlers.model, platform_assets.model_token; "
-            "print(sorted(m for m in ('mlflow', 'sklearn', 'pandas', 'matplotlib') if m in sys.modules))")
+    code = ("import sys, platform_assets.handlers.model, platform_assets.model_token, platform_assets.model_runner; "
+            "print(sorted(m for m in ('mlflow', 'sklearn', 'skops', 'pandas', 'matplotlib') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=PROJECT_ROOT, check=True)
     assert out.stdout.strip() == "[]"
 
 
-def register_from_a_notebook(platform: Platform, params: dict) -> str:
-    """What an ML engineer does outside the platform: read the published table, train, register."""
+def notebook_run(platform: Platform) -> Any:
+    """An MLflow run of an ML engineer's notebook on the platform's store (artifacts in the test folder)."""
+    import mlflow
+
+    registry().activate()
+    if mlflow.get_experiment_by_name("notebooks/churn") is None:
+        mlflow.create_experiment("notebooks/churn", artifact_location=(platform.home / "notebook-runs").as_uri())
+    mlflow.set_experiment("notebooks/churn")
+    return mlflow.start_run()
+
+
+def register_from_a_notebook(platform: Platform, params: dict, trusted_types: list[str] | None = None) -> str:
+    """What an ML engineer does outside the platform: read the published table, train, register
+    (in skops format, trusting the spec's types unless told otherwise)."""
     import importlib.util
 
     import duckdb
@@ -236,15 +209,11 @@ def register_from_a_notebook(platform: Platform, params: dict) -> str:
     module = importlib.util.module_from_spec(loader)
     loader.loader.exec_module(module)
     estimator = module.train(x_train, y_train, params)
-    mlflow.set_tracking_uri(registry().uri())
-    mlflow.set_registry_uri(registry().uri())
-    if mlflow.get_experiment_by_name("notebooks/churn") is None:
-        mlflow.create_experiment("notebooks/churn", artifact_location=(platform.home / "notebook-runs").as_uri())
-    mlflow.set_experiment("notebooks/churn")
-    with mlflow.start_run():
+    with notebook_run(platform):
         info = mlflow.sklearn.log_model(
             estimator, name="model", signature=infer_signature(x_test, estimator.predict_proba(x_test)),
-            pyfunc_predict_fn="predict_proba", registered_model_name=MODEL, skops_trusted_types=spec["trusted_types"])
+            pyfunc_predict_fn="predict_proba", registered_model_name=MODEL, serialization_format="skops",
+            skops_trusted_types=spec["trusted_types"] if trusted_types is None else trusted_types)
     return str(info.registered_model_version)
 
 

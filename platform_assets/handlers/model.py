@@ -1,47 +1,45 @@
 """Models: trained from a published dataset, tracked and registered in MLflow, served per environment.
 
-build: train on the exact dataset version the build pins (its audit schema), log parameters,
-metrics, the model with signature and input example, and the dataset lineage; register a model
-version. version = the MLflow model version. evaluate: gates `metrics`, `champion`, `signature`,
-scored with the registered (pyfunc) models on the build's holdout. deploy: move the environment's
-alias to the version and start a model server that loads `models:/<name>@<env>`; if it does not
-come up, the alias moves back.
+build: train in the sandbox on the exact dataset version the build pins (its audit schema), log
+parameters, metrics, the model in skops format with signature and input example, and the dataset
+lineage; register a model version (`model_build.py`). version = the MLflow model version.
+evaluate: gates `metrics`, `champion`, `signature`, scored with the registered (pyfunc) models on
+the build's holdout, each checked before it is loaded (`model_safety.py`). deploy: move the
+environment's alias to the version and start a model server that loads `models:/<name>@<env>`
+behind that (model, environment)'s own token; if it does not come up, the alias moves back.
 """
 
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
 import sys
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 from pydantic import Field
 
 from platform_assets.expectations import Expectation
-from platform_assets.fingerprint import source_digest
 from platform_assets.handlers.base import BuildFailed, GateResult, KindHandler, StageContext
-from platform_assets.handlers.dataset import pinned_table
-from platform_assets.model_token import SERVER_TOKEN_ENV, model_token
+from platform_assets.handlers.model_build import (
+    adopt,
+    model_fingerprint,
+    registry_of,
+    score,
+    train,
+    training_data,
+)
+from platform_assets.model_safety import serving_env
+from platform_assets.model_token import SECRET_KEY, SERVER_TOKEN_ENV, model_token, token_secret_name
 from platform_assets.specs import DeliverableSpec, StrictModel
 from resources.deploy_target import DeployFailed, DeployTarget, ProcessLaunch, Workload
 from resources.manifest_target import ManifestTarget
-from resources.mlflow_registry import FINGERPRINT_TAG
-
-if TYPE_CHECKING:
-    import pandas as pd
-
-    from resources.mlflow_registry import MlflowRegistry
 
 HOLDOUT = "holdout.parquet"
 ADOPT_TAG = "platform/model_version"  # run tag: adopt this registered version instead of training
-ADOPTED_TAG = "platform.adopted_by_run"
 SERVER_PORT = 8080
 ROC_PLOT = "roc.png"
-DATASET_TAG = "platform.dataset."
 
 
 class MetricsGate(StrictModel):
@@ -76,8 +74,9 @@ class ModelSettings(StrictModel):
     params: dict[str, Any] = Field(default_factory=dict)
     trusted_types: list[str] = Field(
         default_factory=list,
-        description="types skops may load beyond its safe defaults (MLflow stores scikit-learn models with skops)",
+        description="the types from platform.yaml's models.trusted_types this model needs (unset: all of them)",
     )
+    train_timeout_s: float = Field(default=3600.0, gt=0, le=86400, description="the trainer's time limit")
     test_fraction: float = Field(default=0.25, gt=0, lt=0.9)
     random_state: int = 0
     startup_timeout_s: float = Field(default=90.0, gt=0, le=900)
@@ -91,16 +90,12 @@ class ModelSpec(DeliverableSpec):
     model: ModelSettings
 
 
-def _registry(ctx: StageContext) -> MlflowRegistry:
-    return ctx.resources.mlflow
-
-
 class ModelHandler(KindHandler):
     kind = "model"
     technology = "mlflow"
     spec_model = ModelSpec
     gates = ("metrics", "champion", "signature")
-    resources = frozenset({"mlflow", "warehouse"})
+    resources = frozenset({"mlflow", "warehouse", "sandbox"})
 
     def spec_paths(self, spec: Any) -> dict[str, str]:
         return {"model.trainer": spec.model.trainer.partition(":")[0]}
@@ -108,24 +103,25 @@ class ModelHandler(KindHandler):
     def version(self, ctx: StageContext) -> str | None:
         """The registered version trained from the same code, settings and data, if any; or the
         version registered outside the platform that this run was asked to adopt."""
-        return ctx.run_tags.get(ADOPT_TAG) or _registry(ctx).version_with_fingerprint(ctx.name, _fingerprint(ctx))
+        adopting = ctx.run_tags.get(ADOPT_TAG)
+        return adopting or registry_of(ctx).version_with_fingerprint(ctx.name, model_fingerprint(ctx))
 
     def reusable(self, ctx: StageContext, record: dict[str, Any]) -> bool:
         return ctx.artifacts.exists(ctx.name, record["version"], HOLDOUT)
 
     def build(self, ctx: StageContext, version: str | None) -> dict[str, Any]:
-        data = _training_data(ctx)
+        data = training_data(ctx)
         if version is not None and ctx.run_tags.get(ADOPT_TAG) == version:
-            record = _adopt(ctx, version, data)
+            record = adopt(ctx, version, data)
         else:
-            record = _train(ctx, data)
+            record = train(ctx, data)
         with tempfile.TemporaryDirectory() as tmp:
             data.x_test.assign(**{ctx.spec.model.label: data.y_test}).to_parquet(Path(tmp) / HOLDOUT)
             ctx.artifacts.put_file(ctx.name, record["version"], Path(tmp) / HOLDOUT)
         return {
             **record,
             "model_uri": f"models:/{ctx.name}/{record['version']}",
-            "tracking_uri": _registry(ctx).uri(),
+            "tracking_uri": registry_of(ctx).uri(),
             "features": {c: str(t) for c, t in data.x_train.dtypes.items()},
             "input_example": json.loads(data.x_test.head(3).to_json(orient="records")),
             "training": {"dataset": data.dataset, "dataset_version": data.dataset_version,
@@ -149,10 +145,12 @@ class ModelHandler(KindHandler):
         holdout = pd.read_parquet(ctx.artifacts.path(ctx.name, version, HOLDOUT))
         label = ctx.spec.model.label
         champion = ctx.deployed(ctx.settings.last_environment)
-        scored = _score(ctx, version, holdout, label)
+        scored = score(ctx, version, holdout, label)
+        if "error" in scored:
+            raise BuildFailed(f"{ctx.name} version {version} cannot be scored on its holdout: {scored['error']}")
         champion_scored = None
         if champion is not None and champion.version != version:
-            champion_scored = _score(ctx, champion.version, holdout, label)
+            champion_scored = score(ctx, champion.version, holdout, label)
         plot = _plot(ctx, version, holdout[label], scored, champion.version if champion else None, champion_scored)
         return [
             _metrics_gate(ctx, scored["metrics"]),
@@ -174,7 +172,7 @@ class ModelHandler(KindHandler):
 
     def deploy(self, ctx: StageContext, version: str, record: dict[str, Any], target: DeployTarget) -> dict[str, Any]:
         """Move the alias, start the server on it; the alias goes back if the server does not come up."""
-        registry = _registry(ctx)
+        registry = registry_of(ctx)
         alias = target.environment
         workload = self.workload(ctx, version, alias) if isinstance(target, ManifestTarget) else None
         previous = registry.alias_version(ctx.name, alias)
@@ -192,7 +190,7 @@ class ModelHandler(KindHandler):
                 "previous_alias_version": previous}
 
     def _launch(self, ctx: StageContext, version: str, alias: str, target: DeployTarget) -> ProcessLaunch:
-        registry = _registry(ctx)
+        registry = registry_of(ctx)
         return ProcessLaunch(
             deliverable=ctx.name,
             version=version,
@@ -201,15 +199,16 @@ class ModelHandler(KindHandler):
             health_path="/health",
             workdir=target.workspace(ctx.name, version),
             env={"MODEL_NAME": ctx.name, "MODEL_ALIAS": alias, "PLATFORM_VERSION": version,
-                 "PLATFORM_ENVIRONMENT": alias, SERVER_TOKEN_ENV: model_token(ctx.settings),
-                 **registry.server_env()},
+                 "PLATFORM_ENVIRONMENT": alias, SERVER_TOKEN_ENV: model_token(ctx.settings, ctx.name, alias),
+                 **registry.server_env(), **serving_env(ctx.settings.models.trusted_types)},
             startup_timeout_s=ctx.spec.model.startup_timeout_s,
         )
 
     def workload(self, ctx: StageContext, version: str, alias: str) -> Workload:
         """The model server as a Kubernetes workload: the platform's image, the registry of a tracking
-        server, the token from a Secret, sized by `model.serving_compute` (a GPU profile gets GPUs)."""
-        registry, serving, settings = _registry(ctx), ctx.settings.model_serving, ctx.spec.model
+        server, its (model, environment) token from a Secret the target provides in its namespace,
+        sized by `model.serving_compute` (a GPU profile gets GPUs)."""
+        registry, serving, settings = registry_of(ctx), ctx.settings.model_serving, ctx.spec.model
         config = ctx.settings.source or "platform.yaml"
         if not registry.tracking_uri or registry.tracking_uri.startswith(("sqlite:", "file:", "/")):
             raise DeployFailed(f"{config}: field 'mlflow.tracking_uri' must name a tracking server the cluster "
@@ -220,6 +219,7 @@ class ModelHandler(KindHandler):
             raise DeployFailed(f"{config}: field 'model_serving.image' is unset and this run has no code "
                                "location image to reuse; set it to the platform image that runs the model server")
         profile = settings.serving_compute or ctx.settings.default_compute
+        secret = token_secret_name(ctx.settings, ctx.name, alias)
         return Workload(
             deliverable=ctx.name,
             kind="model-server",
@@ -231,8 +231,10 @@ class ModelHandler(KindHandler):
                      "--port", str(SERVER_PORT)],
             profile_name=profile,
             profile=ctx.settings.profile(profile),
-            env={"MODEL_NAME": ctx.name, "MODEL_ALIAS": alias, "HOME": "/tmp", **registry.server_env()},
-            secret_env={SERVER_TOKEN_ENV: (serving.token_secret, "token")},
+            env={"MODEL_NAME": ctx.name, "MODEL_ALIAS": alias, "HOME": "/tmp", **registry.server_env(),
+                 **serving_env(ctx.settings.models.trusted_types)},
+            secret_env={SERVER_TOKEN_ENV: (secret, SECRET_KEY)},
+            secrets={secret: {SECRET_KEY: model_token(ctx.settings, ctx.name, alias)}},
             env_from_secrets=tuple(serving.env_secrets),
             image=image,
             startup_timeout_s=settings.startup_timeout_s,
@@ -252,7 +254,7 @@ class ModelHandler(KindHandler):
             healthy, detail = target.verify(deployment)
             return GateResult("healthy", healthy, detail, {"model_uri": deployment["model_uri"]})
 
-        token = model_token(ctx.settings)
+        token = model_token(ctx.settings, ctx.name, deployment["alias"])
         example = {"dataframe_records": ctx.build_record(deployment["version"])["input_example"]}
         problems = []
         try:
@@ -273,148 +275,6 @@ class ModelHandler(KindHandler):
         return GateResult("healthy", not problems, summary, {"predict_url": deployment["predict_url"]})
 
 
-@dataclass(frozen=True)
-class TrainingData:
-    """The pinned table, split the way every build of this spec splits it."""
-
-    dataset: str
-    dataset_version: str
-    table: str
-    frame: pd.DataFrame
-    x_train: pd.DataFrame
-    x_test: pd.DataFrame
-    y_train: pd.Series
-    y_test: pd.Series
-
-    @property
-    def lineage(self) -> dict[str, str]:
-        return {f"{DATASET_TAG}{self.dataset}": self.dataset_version, "platform.training_table": self.table}
-
-
-def _training_data(ctx: StageContext) -> TrainingData:
-    from platform_assets.handlers.model_training import normalise, split_features
-
-    settings: ModelSettings = ctx.spec.model
-    dataset, dataset_version, schema = pinned_table(ctx, settings.training_table, "model.training_table")
-    frame = normalise(ctx.resources.warehouse.frame(schema, settings.training_table))
-    missing = sorted({settings.label, *settings.exclude} - set(frame.columns))
-    if missing:
-        raise BuildFailed(f"{ctx.deliverable.path}: fields 'model.label'/'model.exclude' name "
-                          f"{', '.join(missing)}, not columns of {settings.training_table} "
-                          f"({', '.join(frame.columns)})")
-    x_train, x_test, y_train, y_test = split_features(
-        frame, settings.label, settings.exclude, settings.test_fraction, settings.random_state)
-    return TrainingData(dataset, dataset_version, f"{schema}.{settings.training_table}", frame,
-                        x_train, x_test, y_train, y_test)
-
-
-def _train(ctx: StageContext, data: TrainingData) -> dict[str, Any]:
-    """Train with the deliverable's trainer, log the run and register a version."""
-    import mlflow
-    from mlflow.data.code_dataset_source import CodeDatasetSource
-    from mlflow.models import infer_signature
-
-    from platform_assets.handlers.model_training import classification_metrics, load_trainer, positive_scores
-
-    settings: ModelSettings = ctx.spec.model
-    registry = _registry(ctx)
-    train = load_trainer(ctx.deliverable.path, settings.trainer)
-    fingerprint = _fingerprint(ctx)
-    registry.activate()
-    with mlflow.start_run(experiment_id=registry.experiment_id(ctx.name), run_name=f"{ctx.name} build",
-                          tags={"platform.deliverable": ctx.name, FINGERPRINT_TAG: fingerprint,
-                                "dagster_run_id": ctx.run_id or "", **data.lineage}) as run:
-        mlflow.log_params({**settings.params, "label": settings.label, "test_fraction": settings.test_fraction,
-                           "random_state": settings.random_state, "features": len(data.x_train.columns)})
-        source = CodeDatasetSource({"warehouse": ctx.resources.warehouse.location(), **data.lineage})
-        mlflow.log_input(mlflow.data.from_pandas(data.frame, source=source, targets=settings.label,
-                                                 name=f"{data.dataset}@{data.dataset_version}"), context="training")
-        try:
-            estimator = train(data.x_train, data.y_train, dict(settings.params))
-            probabilities = estimator.predict_proba(data.x_test)
-        except Exception as exc:
-            raise BuildFailed(f"{ctx.deliverable.path}: the trainer '{settings.trainer}' failed: {exc!r}") from exc
-        metrics = classification_metrics(data.y_test, positive_scores(probabilities))
-        mlflow.log_metrics(metrics)
-        info = _log_model(ctx, estimator, infer_signature(data.x_test, probabilities), data.x_test.head(3))
-    version = str(info.registered_model_version)
-    client = registry.client()
-    for key, value in {**data.lineage, FINGERPRINT_TAG: fingerprint}.items():  # the fingerprint last: marks complete
-        client.set_model_version_tag(ctx.name, version, key, value)
-    ctx.log.info(f"registered {ctx.name} version {version} from run {run.info.run_id}: roc_auc "
-                 f"{metrics['roc_auc']:.4f} on {len(data.x_test)} holdout rows of {data.dataset} "
-                 f"{data.dataset_version}")
-    return {"version": version, "run_id": run.info.run_id, "experiment_id": run.info.experiment_id,
-            "metrics": metrics}
-
-
-def _adopt(ctx: StageContext, version: str, data: TrainingData) -> dict[str, Any]:
-    """A version registered outside the platform (from a notebook, say) enters the pipeline: scored
-    on the same holdout a platform build would use, then gated like any other."""
-    from mlflow.exceptions import MlflowException
-
-    client = _registry(ctx).client()
-    try:
-        registered = client.get_model_version(ctx.name, version)
-    except MlflowException as exc:
-        raise BuildFailed(f"{ctx.name} version {version} is not in the registry at {_registry(ctx).uri()}") from exc
-    scored = _score(ctx, version, data.x_test.assign(**{ctx.spec.model.label: data.y_test}), ctx.spec.model.label)
-    if "error" in scored:
-        raise BuildFailed(f"{ctx.name} version {version} (registered outside the platform) cannot score "
-                          f"{data.table}: {scored['error']}")
-    for key, value in {**data.lineage, ADOPTED_TAG: ctx.run_id or "true"}.items():
-        client.set_model_version_tag(ctx.name, version, key, value)
-    ctx.log.info(f"adopted {ctx.name} version {version} registered from run {registered.run_id}: roc_auc "
-                 f"{scored['metrics']['roc_auc']:.4f} on {len(data.x_test)} holdout rows")
-    return {"version": version, "run_id": registered.run_id, "experiment_id": None, "metrics": scored["metrics"],
-            "adopted": True}
-
-
-def _log_model(ctx: StageContext, estimator: Any, signature: Any, example: pd.DataFrame) -> Any:
-    """Log and register in skops format; types it does not trust by default must be named in the spec."""
-    import mlflow
-    from mlflow.exceptions import MlflowException
-
-    try:
-        return mlflow.sklearn.log_model(
-            estimator, name="model", signature=signature, input_example=example, pyfunc_predict_fn="predict_proba",
-            registered_model_name=ctx.name, skops_trusted_types=list(ctx.spec.model.trusted_types) or None,
-        )
-    except MlflowException as exc:
-        if "untrusted types" not in str(exc).lower():
-            raise
-        found = str(exc).split("Untrusted types found in the file:")[-1].split("]")[0].strip(" [")
-        raise BuildFailed(
-            f"{ctx.deliverable.path}: field 'model.trusted_types': the model contains types skops does not load "
-            f"by default: {found}. Review them and list them in model.trusted_types."
-        ) from exc
-
-
-def _fingerprint(ctx: StageContext) -> str:
-    """Trainer code, model settings and the upstream data versions: what decides the trained model."""
-    digest = hashlib.sha256(source_digest(ctx.deliverable.folder).encode())
-    digest.update(ctx.spec.model.model_dump_json().encode())
-    digest.update(json.dumps(ctx.upstream_versions, sort_keys=True).encode())
-    return digest.hexdigest()[:12]
-
-
-def _score(ctx: StageContext, version: str, holdout: pd.DataFrame, label: str) -> dict[str, Any]:
-    """Scores and metrics of a registered version, loaded as it will be served (pyfunc)."""
-    import mlflow
-
-    from platform_assets.handlers.model_training import classification_metrics, positive_scores
-
-    _registry(ctx).activate()
-    uri = f"models:/{ctx.name}/{version}"
-    model = mlflow.pyfunc.load_model(uri)
-    features = holdout.drop(columns=[label])
-    try:
-        scores = positive_scores(model.predict(features))
-    except Exception as exc:  # the champion may expect other features than this holdout has
-        return {"version": version, "error": f"{type(exc).__name__}: {exc}", "metrics": {}}
-    return {"version": version, "scores": scores, "metrics": classification_metrics(holdout[label], scores)}
-
-
 def _plot(ctx: StageContext, version: str, y_true: Any, scored: dict[str, Any], champion: str | None,
           champion_scored: dict[str, Any] | None) -> str:
     from platform_assets.handlers.model_training import roc_plot
@@ -424,7 +284,7 @@ def _plot(ctx: StageContext, version: str, y_true: Any, scored: dict[str, Any], 
         curves[f"champion v{champion}"] = (y_true, champion_scored["scores"])
     with tempfile.TemporaryDirectory() as tmp:
         drawn = roc_plot(curves, Path(tmp) / ROC_PLOT, f"{ctx.name}: ROC on the holdout")
-        _registry(ctx).client().log_artifact(ctx.build_record(version)["run_id"], str(drawn), "evaluation")
+        registry_of(ctx).client().log_artifact(ctx.build_record(version)["run_id"], str(drawn), "evaluation")
         return str(ctx.artifacts.put_file(ctx.name, version, drawn))
 
 
@@ -481,7 +341,7 @@ def _signature_gate(ctx: StageContext, version: str, record: dict[str, Any], cha
     """The model carries a signature whose inputs are the features it was trained on, by name and type."""
     from mlflow.models import get_model_info
 
-    _registry(ctx).activate()
+    registry_of(ctx).activate()
     signature = get_model_info(f"models:/{ctx.name}/{version}").signature
     if signature is None or signature.inputs is None:
         return GateResult("signature", False, "the model was logged without a signature")

@@ -5,9 +5,6 @@ Imported only by the model handler's stage functions, never while loading defini
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -17,8 +14,6 @@ import pandas as pd
 
 from platform_assets.handlers.base import BuildFailed
 from platform_assets.handlers.spec_paths import resolve_in_folder
-
-Trainer = Callable[[pd.DataFrame, pd.Series, dict[str, Any]], Any]
 
 
 def normalise(frame: pd.DataFrame) -> pd.DataFrame:
@@ -50,24 +45,14 @@ def split_features(
     return train_test_split(features, target, test_size=test_fraction, random_state=random_state, stratify=target)
 
 
-def load_trainer(spec_path: Path, reference: str) -> Trainer:
-    """`train.py:train` beside the spec; errors name the spec field."""
+def trainer_source(spec_path: Path, reference: str) -> tuple[Path, str]:
+    """Where `train.py:train` is: the file beside the spec and the function name; errors name the
+    spec field. The one place that resolves the trainer (it runs in the sandbox, not here)."""
     filename, _, function = reference.partition(":")
     source = resolve_in_folder(spec_path, "model.trainer", filename)
     if not source.is_file():
         raise BuildFailed(f"{spec_path}: field 'model.trainer': {source} does not exist")
-    module_name = f"_platform_trainer_{abs(hash(source))}"
-    spec = importlib.util.spec_from_file_location(module_name, source)
-    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
-    sys.modules[module_name] = module
-    try:
-        spec.loader.exec_module(module)  # type: ignore[union-attr]
-    except Exception as exc:
-        raise BuildFailed(f"{spec_path}: field 'model.trainer': importing {source} failed: {exc!r}") from exc
-    trainer = getattr(module, function, None)
-    if not callable(trainer):
-        raise BuildFailed(f"{spec_path}: field 'model.trainer': {source} has no function '{function}'")
-    return trainer
+    return source, function
 
 
 def positive_scores(output: Any) -> np.ndarray:

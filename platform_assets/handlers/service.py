@@ -29,7 +29,7 @@ from platform_assets.handlers.python_project import (
     run_tests,
 )
 from platform_assets.handlers.spec_paths import resolve_in_folder
-from platform_assets.model_token import model_token
+from platform_assets.model_token import SECRET_KEY, model_token, token_secret_name
 from platform_assets.openapi_compat import compare_contracts
 from platform_assets.secret_store import MissingSecret, SecretRef, check_variables, resolve, secret_refs
 from platform_assets.specs import DeliverableSpec, StrictModel
@@ -206,12 +206,13 @@ class ServiceHandler(KindHandler):
 
     def workload(self, ctx: StageContext, version: str, environment: str) -> Workload:
         """The version's image (built by CI from deploy/service.Dockerfile) as a web service, sized
-        by the deliverable's compute profile, pointed at its upstreams in `environment` (tokens
-        from the Kubernetes Secret, never in the manifest)."""
+        by the deliverable's compute profile, pointed at its upstreams in `environment`: each model's
+        token for that environment from its Secret in the service's namespace, never in the manifest."""
         settings: ServiceSettings = ctx.spec.service
         profile = ctx.spec.compute or ctx.settings.default_compute
         upstreams = dependency_endpoints(ctx, environment)
-        token_secret = ctx.settings.model_serving.token_secret
+        secrets = {name: token_secret_name(ctx.settings, upstream, environment)
+                   for name, upstream in upstreams.tokens.items()}
         return Workload(
             deliverable=ctx.name,
             kind="service",
@@ -223,8 +224,10 @@ class ServiceHandler(KindHandler):
             profile_name=profile,
             profile=ctx.settings.profile(profile),
             env={**upstreams.urls, **settings.env},
-            secret_env={**{name: (token_secret, "token") for name in upstreams.tokens},
+            secret_env={**{name: (secret, SECRET_KEY) for name, secret in secrets.items()},
                         **secret_refs(settings.secrets)},
+            secrets={secrets[name]: {SECRET_KEY: model_token(ctx.settings, upstream, environment)}
+                     for name, upstream in upstreams.tokens.items()},
             egress=upstreams.egress,
             startup_timeout_s=settings.startup_timeout_s,
         )
@@ -242,14 +245,14 @@ class Upstreams:
     """What a service needs to call the deliverables it depends on in one environment."""
 
     urls: dict[str, str]  # <NAME>_URL
-    tokens: list[str]  # <NAME>_TOKEN variables of endpoints that need a bearer token
+    tokens: dict[str, str]  # <NAME>_TOKEN variable -> the upstream whose bearer token it holds
     egress: tuple[tuple[str | None, int], ...]  # (namespace, port) of upstreams on Kubernetes
 
 
 def dependency_endpoints(ctx: StageContext, env: str) -> Upstreams:
     """Each upstream served in `env`; resolved when deploying, so a redeploy follows where they run now."""
     urls: dict[str, str] = {}
-    tokens: list[str] = []
+    tokens: dict[str, str] = {}
     egress: list[tuple[str | None, int]] = []
     for upstream in ctx.spec.depends_on:
         deployed = ctx.deployed_of(upstream, env)
@@ -258,7 +261,7 @@ def dependency_endpoints(ctx: StageContext, env: str) -> Upstreams:
         prefix = upstream.upper().replace("-", "_")
         urls[f"{prefix}_URL"] = str(deployed.metadata["url"])
         if deployed.metadata.get("auth") == "bearer":
-            tokens.append(f"{prefix}_TOKEN")
+            tokens[f"{prefix}_TOKEN"] = upstream
         if deployed.metadata.get("namespace") and deployed.metadata.get("port"):
             egress.append((str(deployed.metadata["namespace"]), int(deployed.metadata["port"])))
     return Upstreams(urls, tokens, tuple(egress))
@@ -266,9 +269,11 @@ def dependency_endpoints(ctx: StageContext, env: str) -> Upstreams:
 
 def dependency_env(ctx: StageContext, env: str) -> dict[str, str]:
     """Upstream URLs and tokens as plain variables, for local processes and the build's tests (which
-    get the first environment's, so contract tests can call the real upstream)."""
+    get the first environment's, so contract tests can call the real upstream). Each token is that
+    upstream's for `env` only: never the master, never another model's or environment's."""
     upstreams = dependency_endpoints(ctx, env)
-    return {**upstreams.urls, **{name: model_token(ctx.settings) for name in upstreams.tokens}}
+    return {**upstreams.urls, **{name: model_token(ctx.settings, upstream, env)
+                                 for name, upstream in upstreams.tokens.items()}}
 
 
 def _project_sandbox(ctx: StageContext, source: Path, scratch: Path) -> ProjectSandbox:
