@@ -168,7 +168,7 @@ def run_deploy(context: dg.AssetExecutionContext, deliverable: Deliverable, sett
             }
             context.log_event(dg.AssetObservation(asset_key=env_key(name, env), metadata=details))
             raise dg.Failure(
-                f"{exc}. {env} keeps serving {kept.version if kept else 'nothing'} (rolled back).",
+                f"{exc}. Nothing changed: {env} keeps serving {kept.version if kept else 'nothing'}.",
                 metadata=details,
             ) from exc
         health = handler.verify(ctx, deployment, target)

@@ -125,20 +125,10 @@ def _run(ctx: StageContext, command: str, workdir: Path, task: dict[str, Any], p
     return ctx.resources.sandbox.run(SandboxTask(
         deliverable=ctx.name, team=ctx.spec.owner, purpose="train" if command == "train" else "model-check",
         command=[PYTHON, "-m", "platform_assets.model_runner", command], workdir=workdir, outputs=outputs,
-        profile_name=profile, profile=ctx.settings.profile(profile), timeout_s=timeout_s), _step_context())
+        profile_name=profile, profile=ctx.settings.profile(profile), timeout_s=timeout_s), ctx.step_context)
 
 
 def _why(result: SandboxResult, timeout_field: str | None) -> str:
     if result.timed_out:
         return "stopped at its time limit" + (f", field '{timeout_field}'" if timeout_field else "")
     return f"exit code {result.exit_code}" if not result.ok else "it wrote no model file"
-
-
-def _step_context() -> Any:
-    """The running step's Dagster context, which a sandbox running pods needs (None outside a step)."""
-    import dagster as dg
-
-    try:
-        return dg.AssetExecutionContext.get()
-    except dg.DagsterInvariantViolationError:
-        return None
