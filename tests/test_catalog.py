@@ -302,7 +302,7 @@ def test_paths_inside_the_folder_and_symlinks_within_it_are_fine(tmp_path: Path)
 def test_build_steps_resolve_spec_paths_inside_the_folder_too(tmp_path: Path) -> None:
     """A symlink swapped in after the catalog loaded: the build refuses it too, naming file and field."""
     from platform_assets.handlers.base import BuildFailed
-    from platform_assets.handlers.model_training import load_trainer
+    from platform_assets.handlers.model_training import trainer_source
     from platform_assets.handlers.spec_paths import resolve_in_folder
 
     path = write(tmp_path, "churn", model("churn", "train.py:train"))
@@ -311,10 +311,10 @@ def test_build_steps_resolve_spec_paths_inside_the_folder_too(tmp_path: Path) ->
 
     with pytest.raises(BuildFailed, match=r"churn/deliverable.yaml: field 'model.trainer': 'train.py' leads "
                                           r"outside the deliverable's folder through a symlink"):
-        load_trainer(path, "train.py:train")
+        trainer_source(path, "train.py:train")
     (path.parent / "train.py").unlink()
     (path.parent / "train.py").write_text((tmp_path / "elsewhere.py").read_text())
-    assert load_trainer(path, "train.py:train").__name__ == "train"
+    assert trainer_source(path, "train.py:train") == (path.parent.resolve() / "train.py", "train")
     assert resolve_in_folder(path, "notebook.path", "a/../b.ipynb") == path.parent.resolve() / "b.ipynb"
 
 
