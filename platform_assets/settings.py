@@ -365,23 +365,19 @@ class PlatformSettings(_Strict):
 
     @property
     def execution_mode(self) -> ExecutionMode:
-        override = os.environ.get(MODE_ENV)
-        if override:
-            if override not in EXECUTION_MODES:
-                raise SettingsError(f"environment variable {MODE_ENV}: '{override}' is not a mode; "
-                                    f"valid: {', '.join(EXECUTION_MODES)}")
-            return override  # type: ignore[return-value]
-        return self.execution.mode
+        return _mode(MODE_ENV, EXECUTION_MODES, self.execution.mode)  # type: ignore[return-value]
 
     @property
     def identity_mode(self) -> IdentityMode:
-        override = os.environ.get(IDENTITY_MODE_ENV)
-        if override:
-            if override not in IDENTITY_MODES:
-                raise SettingsError(f"environment variable {IDENTITY_MODE_ENV}: '{override}' is not a mode; "
-                                    f"valid: {', '.join(IDENTITY_MODES)}")
-            return override  # type: ignore[return-value]
-        return self.identity.mode
+        return _mode(IDENTITY_MODE_ENV, IDENTITY_MODES, self.identity.mode)  # type: ignore[return-value]
+
+
+def _mode(variable: str, valid: tuple[str, ...], configured: str) -> str:
+    """A mode from platform.yaml unless the environment variable overrides it (checked by name)."""
+    override = os.environ.get(variable)
+    if override and override not in valid:
+        raise SettingsError(f"environment variable {variable}: '{override}' is not a mode; valid: {', '.join(valid)}")
+    return override or configured
 
 
 class SettingsError(Exception):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -63,8 +64,6 @@ class Registry(_Strict):
     @field_validator("teams")
     @classmethod
     def _team_names(cls, teams: dict[str, Team]) -> dict[str, Team]:
-        import re
-
         bad = [name for name in teams if not re.match(DNS_LABEL, name)]
         if bad:
             raise ValueError(f"team names are DNS labels (they name namespaces): {', '.join(bad)}")
@@ -73,8 +72,6 @@ class Registry(_Strict):
     @field_validator("members")
     @classmethod
     def _member_names(cls, members: dict[str, Member]) -> dict[str, Member]:
-        import re
-
         bad = [name for name in members if not re.match(MEMBER_NAME, name)]
         if bad:
             raise ValueError(f"member names are lower-case letters, digits, '.', '_' and '-': {', '.join(bad)}")
