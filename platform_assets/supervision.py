@@ -43,10 +43,11 @@ class Memory:
     rec: float = 0.0  # when last recorded
     r: list[float] = field(default_factory=list)  # restart times within the window
     n: float = 0.0  # no restart before this time (backoff)
+    g: bool = False  # gave up: restarted too often, left down until the next deploy
     snap: list[Any] | None = None  # the metrics snapshot at the last record
 
     def dump(self) -> dict[str, Any]:
-        return {k: v for k, v in asdict(self).items() if v not in (None, [], 0.0)}
+        return {k: v for k, v in asdict(self).items() if v not in (None, [], 0.0, False)}
 
 
 @dataclass(frozen=True)
@@ -68,9 +69,10 @@ def supervise(seen: Seen, memory: Memory | None, policy: RuntimeConfig, now: flo
     state, detail = _state(seen)
     if state == DOWN and not seen.running and seen.can_restart:
         exited = f"{seen.detail}" + (f"; last log lines:\n{log_tail}" if log_tail else "")
-        if len(memory.r) >= policy.max_restarts:
-            detail = (f"{exited}\nrestarted {len(memory.r)} time(s) within {policy.restart_window_s}s, the most "
-                      "allowed (runtime.max_restarts); left down until the next deploy")
+        if memory.g or len(memory.r) >= policy.max_restarts:
+            memory.g = True
+            detail = (f"{exited}\nrestarted {policy.max_restarts} time(s) within {policy.restart_window_s}s, the "
+                      "most allowed (runtime.max_restarts); left down until the next deploy")
         elif now >= memory.n:
             restart = True
             if memory.s != DOWN:
@@ -83,7 +85,7 @@ def supervise(seen: Seen, memory: Memory | None, policy: RuntimeConfig, now: flo
         else:
             state, detail = RESTARTING, f"{exited}\nnext restart in {memory.n - now:.0f}s (backoff)"
     changed = state != memory.s or restart
-    figures_due = memory.snap is not None and now - memory.rec >= policy.record_every_s
+    figures_due = state == UP and memory.snap is not None and now - memory.rec >= policy.record_every_s
     if changed or figures_due:
         since = now if changed else memory.t
         records.append(_live(seen, state, since, detail))

@@ -93,16 +93,26 @@ class LocalGateway:
 
     def reroute(self, name: str) -> None:
         """Make the gateway read `name`'s route again (after current.json changed); it answers once
-        the new route is in use. A gateway that is not running reads every route when it starts."""
-        if self.running():
-            self._admin("POST", f"/routes/{quote(name)}")
+        the new route is in use. A gateway that is not running reads every route when it starts,
+        and one that does not answer is started again."""
+        state = self.running()
+        if state is None:
+            return
+        try:
+            self._admin(state, "POST", f"/routes/{quote(name)}")
+        except OSError:
+            self.ensure()
 
     def drain(self, upstream: str, timeout_s: float) -> int:
         """Wait until no request is in flight through the gateway to `upstream`; the number left."""
-        if not self.running():
+        state = self.running()
+        if state is None:
             return 0
-        answer = self._admin("GET", f"/drain?upstream={quote(upstream, safe='')}&timeout_s={timeout_s}",
-                             timeout_s=timeout_s + 5)
+        try:
+            answer = self._admin(state, "GET", f"/drain?upstream={quote(upstream, safe='')}&timeout_s={timeout_s}",
+                                 timeout_s=timeout_s + 5)
+        except OSError:
+            return 0  # no gateway answering: nothing goes through it
         return int(answer.get("in_flight", 0))
 
     def stop(self) -> bool:
@@ -120,9 +130,10 @@ class LocalGateway:
         except (OSError, ValueError):
             return False
 
-    def _admin(self, method: str, path: str, timeout_s: float = 10.0) -> dict:
+    def _admin(self, state: dict, method: str, path: str, timeout_s: float = 10.0) -> dict:
+        """An admin call to the running gateway, on the port it listens on."""
         token = (self.folder / "admin-token").read_text().strip()
-        request = urllib.request.Request(self.base_url() + ADMIN + path, method=method,
+        request = urllib.request.Request(f"http://127.0.0.1:{state['port']}{ADMIN}{path}", method=method,
                                          headers={"Authorization": f"Bearer {token}"})
         try:
             with urllib.request.urlopen(request, timeout=timeout_s) as response:

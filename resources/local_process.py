@@ -101,13 +101,17 @@ class LocalProcessTarget(dg.ConfigurableResource):
     def restart(self, deliverable: str) -> dict[str, Any] | None:
         """Start the current version again after its process died, on a new port, without waiting
         for it to get healthy (the runtime sensor looks on its next tick). The new current record;
-        None when a deploy holds the slot or nothing is deployed."""
+        None when a deploy holds the slot or nothing is deployed; DeployFailed when the launch is
+        not kept (deployed before the platform kept launches: redeploy it)."""
         slot = self.base() / deliverable
         try:
             with _locked(slot / ".lock", wait=False):
                 current, launch = self.current(deliverable), _launch_of(read_json(slot / LAUNCH))
-                if current is None or launch is None or alive(current["pid"], current.get("created")):
+                if current is None or alive(current["pid"], current.get("created")):
                     return current
+                if launch is None:
+                    raise DeployFailed(f"{slot / LAUNCH} is missing, so {deliverable} cannot be restarted; "
+                                       "deploy it again")
                 _, started = _spawn(launch, self.workspace(deliverable, launch.version), str(slot))
                 restarted = {**current, **started, "restarts": int(current.get("restarts", 0)) + 1}
                 write_json(slot / CURRENT, restarted)

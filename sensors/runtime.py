@@ -38,7 +38,7 @@ Log = Callable[[str], None]
 
 
 def runtime_tick(instance: dg.DagsterInstance, catalog: Catalog, settings: PlatformSettings,
-                 cursor_text: str | None, log: Log = print, now: float | None = None,
+                 cursor_text: str | None, log: Log, now: float | None = None,
                  ) -> tuple[list[dg.AssetCheckEvaluation], str]:
     """One tick as plain logic: the `live` evaluations to record and the next cursor."""
     now = time.time() if now is None else now
@@ -77,7 +77,7 @@ def _decide(target: Any, name: str, env: Environment, seen: Seen, before: Memory
         return decision
     try:
         restarted = target.restart(name)
-    except OSError as exc:
+    except (OSError, DeployFailed) as exc:
         down = Live(DOWN, now, seen.version, seen.restarts, f"{seen.detail}; the restart failed: {exc}")
         return replace(decision, state=DOWN, records=[down], memory=replace(decision.memory, s=DOWN, t=now, rec=now))
     if restarted is None:

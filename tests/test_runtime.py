@@ -19,7 +19,10 @@ import pytest
 import yaml
 
 from platform_assets.catalog import Catalog, load_catalog
-from platform_assets.liveness import DOWN, RESTARTING, STOPPED, UP, latest_live
+from platform_assets.factory import build_assets, live_checks
+from platform_assets.liveness import DOWN, RESTARTING, STOPPED, UP, latest_live, live_key
+from platform_assets.records import evaluate_key
+from platform_assets.resources_config import platform_resources
 from platform_assets.settings import PROJECT_ROOT, RuntimeConfig, load_settings
 from platform_assets.status import collect_status
 from platform_assets.supervision import Seen, supervise
@@ -27,7 +30,7 @@ from resources.deploy_target import ProcessLaunch, probe
 from resources.local_process import LocalProcessTarget
 from resources.process_control import alive
 from sensors.runtime import runtime_tick
-from tests.conftest import Platform, cli, record_deploy, status_json
+from tests.conftest import Platform, cli, record_deploy, record_from_a_run, status_json
 from tests.k8s_api_server import APPLY, FakeApiServer
 
 SERVICE = "recommendations-api"
@@ -76,7 +79,7 @@ def test_a_dead_process_is_restarted_at_once_then_with_backoff_then_left_down() 
     dead = Seen(deployment="v1@t0", version="v1", running=False, healthy=False, detail="process 7 is gone",
                 can_restart=True, restarts=0)
     memory, timeline = None, []
-    for now in (0, 1, 5, 6, 15, 35, 36):
+    for now in (0, 1, 5, 6, 15, 35, 36, 700):
         decision = supervise(dead, memory, policy, now, log_tail="Traceback: boom")
         memory = decision.memory
         timeline.append((now, decision.restart, decision.state, [r.state for r in decision.records]))
@@ -88,6 +91,7 @@ def test_a_dead_process_is_restarted_at_once_then_with_backoff_then_left_down() 
         (15, True, RESTARTING, [DOWN, RESTARTING]),
         (35, False, DOWN, [DOWN]),  # three restarts in the window: left down
         (36, False, DOWN, []),
+        (700, False, DOWN, []),  # the window has passed, but it stays down until the next deploy
     ]
     assert "left down until the next deploy" in decision.detail and "Traceback: boom" in decision.detail
     redeployed = supervise(Seen(deployment="v2@t1", version="v2", running=True, healthy=True, detail="HTTP 200",
@@ -122,6 +126,12 @@ def test_a_killed_process_is_restarted_recorded_and_its_figures_are_on_the_check
     events, cursor = ticked(platform, cursor, record_every_s=60)
     assert states(events) == [(f"{SERVICE}/prod", UP)] and events[0].metadata["restarts"].value == 1
     assert get(f"{stable}/work") == 200, "the same stable URL reaches the restarted process"
+    gateway = target.gateway().running()
+    os.kill(gateway["pid"], signal.SIGKILL)
+    wait_until(lambda: not alive(gateway["pid"]), "the killed gateway to be gone")
+    events, cursor = ticked(platform, cursor, record_every_s=60)
+    assert events == [] and target.gateway().running()["pid"] != gateway["pid"], "the gateway is started again"
+    assert get(f"{stable}/work") == 200, "on the same port"
     _, again = ticked(platform, cursor, record_every_s=60)
     assert not _ and json.loads(again)[f"{SERVICE}/prod"]["s"] == UP, "an unchanged state is not recorded again"
 
@@ -185,3 +195,41 @@ def test_kubernetes_readiness_is_read_from_the_api(platform: Platform, cluster: 
              if method == "GET" and path.endswith("/namespaces/recs-team-prod/deployments")]
     assert len(lists) == 3, "one list call per namespace and tick"
     assert latest_live(platform.instance, [(SERVICE, "prod")])[(SERVICE, "prod")].state == DOWN
+
+
+def test_executing_the_live_check_probes_the_deployments_now(platform: Platform) -> None:
+    LocalProcessTarget(environment="prod").deploy(served_launch("v1", platform.home))
+    catalog = load_catalog_of(platform)
+    checks = [live_key(SERVICE, "staging"), live_key(SERVICE, "prod")]
+
+    result = dg.materialize([*build_assets(platform.settings, catalog), live_checks(catalog, platform.settings)],
+                            selection=dg.AssetSelection.checks(*checks),
+                            resources=platform_resources(platform.settings), instance=platform.instance)
+
+    found = {e.asset_key.to_user_string(): (e.passed, e.metadata["state"].value)
+             for e in result.get_asset_check_evaluations()}
+    assert found == {f"{SERVICE}/prod": (True, UP), f"{SERVICE}/staging": (False, STOPPED)}
+    assert platform.current(SERVICE, "prod")["restarts"] == 0, "executing the check restarts nothing"
+
+
+def test_status_shows_lineage_and_why_the_last_gates_failed(platform: Platform) -> None:
+    edge = platform.catalog / "recs-edge"
+    edge.mkdir()
+    spec = yaml.safe_load((platform.catalog / SERVICE / "deliverable.yaml").read_text())
+    (edge / "deliverable.yaml").write_text(yaml.safe_dump({**spec, "name": "recs-edge", "depends_on": [SERVICE]}))
+    record_from_a_run(platform.instance, evaluate_key(SERVICE), {
+        "version": "v2", "gates_passed": False, "failed_gates": ["api_compatibility"], "gate/tests": "PASS: 3 passed",
+        "gate/api_compatibility": "FAIL: 1 breaking change(s) against v1 in prod"})
+    record_deploy(platform.instance, SERVICE, "prod", "v1")
+
+    rows = {row.name: row for row in collect_status(platform.instance, load_catalog_of(platform), platform.settings)}
+
+    api = rows[SERVICE]
+    assert (api.upstream, api.downstream, rows["recs-edge"].upstream) == ([], ["recs-edge"], [SERVICE])
+    assert api.gates == "v2 failed: api_compatibility"
+    assert api.gate_failure == "api_compatibility: 1 breaking change(s) against v1 in prod"
+    assert (api.environments["prod"].version, api.environments["prod"].live) == ("v1", None)
+    table = cli("status", SERVICE)
+    assert table.returncode == 0, table.stderr
+    assert "downstream: recs-edge" in table.stdout and "deployed (not probed yet)" in table.stdout
+    assert "recs-edge  (" not in table.stdout, "status NAME shows that deliverable only"
