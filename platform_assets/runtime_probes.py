@@ -42,11 +42,13 @@ def observe_local(target: Any, names: Iterable[str], timeout_s: float, now: floa
     seen = {}
     for name, current in currents.items():
         healthy, detail = answers.get(name, (False, f"process {current['pid']} of {current['version']} is gone"))
+        if not healthy and (target.current(name) or {}).get("pid") != current["pid"]:
+            continue  # a deploy replaced it while it was probed: the next tick looks at the new one
         started = datetime.fromisoformat(current["started_at"]).timestamp()
         seen[name] = Seen(
             deployment=f"{current['version']}@{current.get('deployed_at', current['started_at'])}",
             version=current["version"], running=running[name], healthy=healthy, detail=detail,
-            restarts=int(current.get("restarts", 0)), can_restart=True,
+            restarts=int(current.get("restarts", 0)), pid=int(current["pid"]), can_restart=True,
             starting=running[name] and not healthy and now - started < float(current.get("startup_timeout_s", 30)),
             metrics_url=current.get("direct_url"))
     return seen

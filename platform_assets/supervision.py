@@ -28,6 +28,7 @@ class Seen:
     healthy: bool
     detail: str
     restarts: int | None = None
+    pid: int | None = None  # the local process the probe looked at
     can_restart: bool = False  # local processes; Kubernetes restarts its own pods
     starting: bool = False  # a restarted process still within its startup time
     metrics_url: str | None = None  # where its /-/metrics answers (local processes)

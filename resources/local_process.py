@@ -98,17 +98,17 @@ class LocalProcessTarget(dg.ConfigurableResource):
                 stop_process(previous["pid"], str(slot))
             return {**started, "previous_version": previous["version"] if previous else None}
 
-    def restart(self, deliverable: str) -> dict[str, Any] | None:
-        """Start the current version again after its process died, on a new port, without waiting
-        for it to get healthy (the runtime sensor looks on its next tick). The new current record;
-        None when a deploy holds the slot or nothing is deployed; DeployFailed when the launch is
-        not kept (deployed before the platform kept launches: redeploy it)."""
+    def restart(self, deliverable: str, dead_pid: int) -> dict[str, Any] | None:
+        """Start the current version again after its process `dead_pid` died, on a new port, without
+        waiting for it to get healthy (the runtime sensor looks on its next tick). The new current
+        record; None when there is nothing to restart now (a deploy holds the slot, or replaced that
+        process meanwhile); DeployFailed when the launch is not kept (redeploy it)."""
         slot = self.base() / deliverable
         try:
             with _locked(slot / ".lock", wait=False):
                 current, launch = self.current(deliverable), _launch_of(read_json(slot / LAUNCH))
-                if current is None or alive(current["pid"], current.get("created")):
-                    return current
+                if current is None or current["pid"] != dead_pid or alive(dead_pid, current.get("created")):
+                    return None
                 if launch is None:
                     raise DeployFailed(f"{slot / LAUNCH} is missing, so {deliverable} cannot be restarted; "
                                        "deploy it again")

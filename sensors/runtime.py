@@ -69,14 +69,15 @@ def runtime_tick(instance: dg.DagsterInstance, catalog: Catalog, settings: Platf
 def _decide(target: Any, name: str, env: Environment, seen: Seen, before: Memory | None,
             settings: PlatformSettings, now: float, log: Log) -> Decision:
     """Supervise one deployment and restart it if that is the decision; a restart that cannot
-    happen now (a deploy holds the slot) is left to the next tick, one that fails is `down`."""
+    happen now (a deploy holds the slot or replaced the process since the probe) records nothing
+    and is left to the next tick, one that fails is `down`."""
     kept = Memory(**before.dump()) if before else None
     tail = target.log_tail(name) if seen.can_restart and not seen.running else ""
     decision = supervise(seen, before, settings.runtime, now, tail)
     if not decision.restart:
         return decision
     try:
-        restarted = target.restart(name)
+        restarted = target.restart(name, seen.pid)
     except (OSError, DeployFailed) as exc:
         down = Live(DOWN, now, seen.version, seen.restarts, f"{seen.detail}; the restart failed: {exc}")
         return replace(decision, state=DOWN, records=[down], memory=replace(decision.memory, s=DOWN, t=now, rec=now))
