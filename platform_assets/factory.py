@@ -195,16 +195,17 @@ def live_checks(catalog: Catalog, settings: PlatformSettings) -> dg.AssetChecksD
     """The non-blocking `live` check of every environment of every deliverable that serves, in one
     definition: the runtime sensor records it, so deploy runs never do. Executing it (from the UI)
     probes the selected deployments now, without restarting anything."""
-    pairs = [(name, env) for name in served(catalog) for env in settings.environment_names]
+    owners = served(catalog)
+    pairs = [(name, env) for name in owners for env in settings.environment_names]
     if not pairs:
         return None
-    owners = served(catalog)
 
     @dg.multi_asset_check(
         specs=live_check_specs(pairs), name=LIVE_CHECKS, can_subset=True,
         description="Whether each deployment runs: probed now (the platform_runtime sensor records it every tick)",
         required_resource_keys={target_resource_key(env) for env in settings.environment_names},
-        op_tags=ComputeTags(settings)(settings.default_compute, "evaluate"),
+        # Sized and placed like a deploy step: on Kubernetes its account may read the Deployments.
+        op_tags=ComputeTags(settings)(settings.default_compute, "deploy"),
     )
     def _live(context: dg.AssetCheckExecutionContext) -> Iterator[dg.AssetCheckResult]:
         from platform_assets.runtime_probes import probe_now

@@ -38,7 +38,8 @@ Send = Callable[[dict[str, Any]], Awaitable[None]]
 ADMIN = "/-/gateway"
 MAX_BODY = 32 * 1024 * 1024
 HOP_BY_HOP = frozenset({"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
-                        "transfer-encoding", "upgrade", "host", "content-length"})
+                        "transfer-encoding", "upgrade"})
+NOT_FORWARDED = HOP_BY_HOP | {"host", "content-length"}  # the upstream request gets its own
 IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 NAME = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")  # a deliverable's name: a DNS label
 
@@ -176,7 +177,8 @@ class Gateway:
                 return
             try:
                 await send({"type": "http.response.start", "status": response.status_code,
-                            "headers": [(k, v) for k, v in response.headers.raw if k.lower() not in HOP_BY_HOP]})
+                            "headers": [(k, v) for k, v in response.headers.raw
+                                        if k.decode("latin-1").lower() not in HOP_BY_HOP]})
                 async for chunk in response.aiter_raw():
                     await send({"type": "http.response.body", "body": chunk, "more_body": True})
                 await send({"type": "http.response.body", "body": b""})
@@ -197,7 +199,7 @@ class Gateway:
 def _forwarded_headers(scope: Scope, name: str) -> list[tuple[bytes, bytes]]:
     """The client's headers without hop-by-hop ones, plus where the request came from and the
     prefix it was served under (for an app that builds links to itself)."""
-    headers = [(k, v) for k, v in scope["headers"] if k.lower().decode() not in HOP_BY_HOP]
+    headers = [(k, v) for k, v in scope["headers"] if k.lower().decode() not in NOT_FORWARDED]
     client = scope.get("client") or ("", 0)
     host = dict(scope["headers"]).get(b"host", b"")
     return [*headers, (b"x-forwarded-for", client[0].encode()), (b"x-forwarded-host", host),
@@ -236,8 +238,9 @@ def main(argv: list[str] | None = None) -> None:
     app = Gateway(args.deployments, args.token_file.read_text().strip())
     # Clients keep connections to the gateway longer than their own idle expiry (5 s for httpx,
     # urllib3 and uvicorn's clients), so the gateway never closes one a client is about to reuse.
+    # The upstream's own Date and Server headers pass through; the gateway adds none.
     uvicorn.run(app, host="127.0.0.1", port=args.port, log_level="warning", timeout_keep_alive=30,
-                lifespan="on")
+                lifespan="on", server_header=False, date_header=False)
 
 
 if __name__ == "__main__":
