@@ -20,6 +20,9 @@ passed, with the same values; `dg.EnvVar(...)` stays an EnvVar), so both modules
 `required_resource_keys` and both pay Dagster's resource validation the same way. Methods and
 base classes of our resources are not reproduced: they play no part in loading.
 
+Asset checks defined apart from assets (`@dg.multi_asset_check(specs=[...])`) are written out the
+same way, one literal `dg.AssetCheckSpec` per check; a sensor without a target stays without one.
+
 Executor: Dagster's own executor definitions (`dg.multiprocess_executor`, ...) are passed to the
 bare `dg.Definitions` by name; a configured or custom executor is refused.
 """
@@ -55,6 +58,7 @@ def generate_module(description: dict[str, Any], title: str) -> str:
         "import dagster as dg",
         *_resource_classes(description["resources"]),
         *(_assets_function(asset, name) for asset, name in zip(description["assets"], names, strict=True)),
+        *(_checks_function(checks, index) for index, checks in enumerate(description["other"]["asset_checks"])),
         *(_sensor_function(sensor, index) for index, sensor in enumerate(description["other"]["sensors"])),
         *(_job_function(job, index) for index, job in enumerate(description["other"]["jobs"])),
         *(_schedule(schedule, index) for index, schedule in enumerate(description["other"]["schedules"])),
@@ -62,7 +66,8 @@ def generate_module(description: dict[str, Any], title: str) -> str:
         _definitions(names, description["resources"], description["executor"],
                      [f"sensor_{index}" for index in range(len(description["other"]["sensors"]))],
                      [f"job_{index}" for index in range(len(description["other"]["jobs"]))],
-                     [f"schedule_{index}" for index in range(len(description["other"]["schedules"]))]),
+                     [f"schedule_{index}" for index in range(len(description["other"]["schedules"]))],
+                     [f"checks_{index}" for index in range(len(description["other"]["asset_checks"]))]),
     ]
     return "\n".join(parts) + "\n"
 
@@ -70,7 +75,9 @@ def generate_module(description: dict[str, Any], title: str) -> str:
 def _check_supported(description: dict[str, Any]) -> None:
     """Refuse what the generator would silently drop (the equivalence check would catch it later)."""
     extra = {part: value for part, value in description["other"].items()
-             if value and part not in ("sensors", "jobs", "schedules")}
+             if value and part not in ("sensors", "jobs", "schedules", "asset_checks")}
+    extra.update({f"checks {c['op_name']}": c["unsupported"] for c in description["other"]["asset_checks"]
+                  if c["unsupported"] != {"pool": None, "retry_policy": "None"}})
     extra.update({f"{part[:-1]} {s['name']}": "not an asset-key target" for part in ("sensors", "schedules")
                   for s in description["other"][part] if s["target_keys"] is None})
     executor = description["executor"]
@@ -248,13 +255,26 @@ def _assets_function(asset: dict[str, Any], function_name: str) -> str:
     )
 
 
+def _checks_function(checks: dict[str, Any], index: int) -> str:
+    """A multi-asset check with the same op and check specs; its body never runs."""
+    kwargs = {"name": repr(checks["op_name"]), "description": repr(checks["description"]),
+              "specs": _checks(checks["checks"], ""), "can_subset": repr(checks["can_subset"]),
+              "op_tags": repr(checks["op_tags"]),
+              "required_resource_keys": _set([k for k in checks["required_resource_keys"] if k != "io_manager"])}
+    return (f"\n\n@dg.multi_asset_check(\n{_arguments(kwargs, '    ')})\n"
+            f"def checks_{index}(context):\n"
+            "    yield from ()")
+
+
 def _sensor_function(sensor: dict[str, Any], index: int) -> str:
-    """A sensor with the same name, interval, status and literal asset-key target; its body never runs."""
+    """A sensor with the same name, interval, status and literal asset-key target (or none); its
+    body never runs."""
+    target = (f",\n           target=dg.AssetSelection.assets({_keys(sensor['target_keys'])[1:-1]})"
+              if sensor["target_keys"] else "")
     return (
         f"\n\n@dg.sensor(name={sensor['name']!r}, minimum_interval_seconds={sensor['minimum_interval_seconds']!r},\n"
         f"           default_status=dg.DefaultSensorStatus({sensor['default_status']!r}),\n"
-        f"           description={sensor['description']!r},\n"
-        f"           target=dg.AssetSelection.assets({_keys(sensor['target_keys'])[1:-1]}))\n"
+        f"           description={sensor['description']!r}{target})\n"
         f"def sensor_{index}(context):\n"
         "    return dg.SkipReason()"
     )
@@ -280,7 +300,7 @@ def _schedule(schedule: dict[str, Any], index: int) -> str:
 
 
 def _definitions(function_names: list[str], resources: dict[str, Any], executor: dict[str, str] | None,
-                 sensors: list[str], jobs: list[str], schedules: list[str]) -> str:
+                 sensors: list[str], jobs: list[str], schedules: list[str], checks: list[str]) -> str:
     assets = "".join(f"        {name},\n" for name in function_names)
     resource_lines = "".join(
         f"        {key!r}: {resource['class']}("
@@ -296,5 +316,6 @@ def _definitions(function_names: list[str], resources: dict[str, Any], executor:
         + (f"    sensors=[{', '.join(sensors)}],\n" if sensors else "")
         + (f"    jobs=[{', '.join(jobs)}],\n" if jobs else "")
         + (f"    schedules=[{', '.join(schedules)}],\n" if schedules else "")
+        + (f"    asset_checks=[{', '.join(checks)}],\n" if checks else "")
         + ")"
     )

@@ -74,7 +74,7 @@ def describe_definitions(defs: dg.Definitions) -> dict[str, Any]:
             "jobs": [_describe_job(job) for job in defs.jobs or []],
             "schedules": [_describe_schedule(schedule) for schedule in defs.schedules or []],
             "sensors": [_describe_sensor(sensor) for sensor in defs.sensors or []],
-            "asset_checks": len(defs.asset_checks or []),
+            "asset_checks": [describe_checks(checks_def) for checks_def in defs.asset_checks or []],
             "loggers": sorted(defs.loggers or {}),
             "metadata": {key: repr(value) for key, value in (defs.metadata or {}).items()},
         },
@@ -93,6 +93,8 @@ def _target_keys(definition: Any) -> list[list[str]] | None:
     from dagster._core.definitions.asset_selection import KeysAssetSelection  # not exported by dagster
 
     targets = definition.targets if hasattr(definition, "targets") else [definition.target]
+    if not targets:
+        return []  # a sensor that requests no runs (it records asset events)
     jobs = [getattr(t.resolvable_to_job, "selection", None) for t in targets]
     selection = jobs[0] if len(jobs) == 1 else None  # `target=AssetSelection` is an anonymous asset job
     return sorted(k.path for k in selection.selected_keys) if isinstance(selection, KeysAssetSelection) else None
@@ -145,6 +147,22 @@ def describe_asset(assets_def: Any) -> dict[str, Any]:
             "retry_policy": repr(op.retry_policy),
             "bound_resources": sorted(assets_def.resource_defs),
         },
+    }
+
+
+def describe_checks(checks_def: Any) -> dict[str, Any]:
+    """One `@multi_asset_check(specs=...)`: its op and its check specs."""
+    op = checks_def.op
+    return {
+        "op_name": op.name,
+        "description": op.description,
+        "op_tags": dict(sorted((op.tags or {}).items())),
+        "required_resource_keys": sorted(op.required_resource_keys),
+        "can_subset": checks_def.can_subset,
+        "checks": [_describe_check(check)
+                   for check in sorted(checks_def.check_specs, key=lambda c: (c.asset_key.path, c.name))],
+        "ins": sorted(op.ins),  # one Nothing input per checked asset, made by the decorator
+        "unsupported": {"pool": op.pool, "retry_policy": repr(op.retry_policy)},
     }
 
 

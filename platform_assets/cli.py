@@ -42,12 +42,15 @@ def _instance():
 
 
 def cmd_status(args: argparse.Namespace) -> int:
+    from platform_assets.delivery_actions import deliverable_named
     from platform_assets.status import collect_status, format_table
 
     settings = load_settings()
     catalog = load_catalog(catalog_dir(settings), settings)
+    if args.name:
+        deliverable_named(catalog, args.name)
     with _instance() as instance:
-        rows = collect_status(instance, catalog, settings)
+        rows = collect_status(instance, catalog, settings, args.name)
     if args.json:
         print(json.dumps([row.as_dict() for row in rows], indent=2))
     else:
@@ -58,16 +61,29 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_down(args: argparse.Namespace) -> int:
-    """Stop the local processes of the embedded default (they outlive `make dev` on purpose)."""
-    from resources.local_process import LocalProcessTarget
+    """Stop the local processes of the embedded default (they outlive `make dev` on purpose) and
+    their gateways; each one stopped is recorded as `stopped` on its `live` check."""
+    import getpass
+    import time
 
-    settings = load_settings()
-    envs = [args.env] if args.env else settings.environment_names
-    for env in envs:
-        target = LocalProcessTarget(environment=env)
-        for name in target.deployed_names():
-            if args.name in (None, name) and target.stop(name):
-                print(f"stopped {name} in {env}")
+    from platform_assets.delivery_actions import check_environment
+    from platform_assets.liveness import STOPPED, Live
+    from platform_assets.resources_config import deploy_target
+
+    settings, user = load_settings(), getpass.getuser()
+    if args.env:
+        check_environment(settings, args.env)
+    envs = [settings.environment(args.env)] if args.env else settings.environments
+    with _instance() as instance:
+        for env in (e for e in envs if e.target == "local"):
+            target = deploy_target(settings, env)
+            for name in target.deployed_names():
+                version = (target.current(name) or {}).get("version")
+                if args.name in (None, name) and target.stop(name):
+                    live = Live(STOPPED, time.time(), version, detail=f"stopped by `deliver down` ({user})")
+                    instance.report_runless_asset_event(live.evaluation(name, env.name))
+                    print(f"stopped {name} in {env.name}")
+            target.stop_gateway_if_idle()
     return 0
 
 
@@ -193,7 +209,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="deliver", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("validate", help="check platform.yaml and every catalog spec; exit 1 on errors")
-    status = commands.add_parser("status", help="versions per environment, last gates, endpoints")
+    status = commands.add_parser("status", help="per environment: version, live state, stable URL; owner, "
+                                                "lineage, the last gate failure")
+    status.add_argument("name", nargs="?", help="only this deliverable")
     status.add_argument("--json", action="store_true", help="machine-readable output")
     down = commands.add_parser("down", help="stop locally deployed processes")
     down.add_argument("name", nargs="?", help="only this deliverable")

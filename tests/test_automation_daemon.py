@@ -16,7 +16,7 @@ import json
 import os
 import shutil
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import dagster as dg
@@ -26,25 +26,13 @@ from dagster._core.scheduler.instigation import InstigatorType
 
 from platform_assets.settings import PROJECT_ROOT, load_settings
 from tests.conftest import Platform, cli
-from tests.dagster_server import dagster_dev
+from tests.dagster_server import dagster_dev, wait_for
 
 SERVICE, EU = "recommendations-api", "recommendations-eu"
-DAEMON_DEADLINE_S = 420
 
 
 def stages(name: str, *envs: str) -> list[str]:
     return [f"{name}/build", f"{name}/evaluate", *(f"{name}/{env}" for env in envs)]
-
-
-def wait_for(what: str, check: Callable[[], object], log: Path, deadline_s: float = DAEMON_DEADLINE_S) -> object:
-    """Poll `check` until it returns something truthy; fail with the daemon's log tail otherwise."""
-    end = time.monotonic() + deadline_s
-    while time.monotonic() < end:
-        value = check()
-        if value:
-            return value
-        time.sleep(1)
-    pytest.fail(f"timed out waiting for {what}; daemon log:\n{log.read_text()[-4000:]}")
 
 
 def sensor_cursor(instance: dg.DagsterInstance, name: str) -> str | None:

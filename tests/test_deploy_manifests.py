@@ -437,3 +437,14 @@ def test_an_unknown_serving_profile_names_the_field(tmp_path: Path, monkeypatch:
 
     [error] = load_catalog(tmp_path, load_settings(PRODUCTION)).errors
     assert error.field == "model.serving_compute" and "unknown compute profile 'gpu-2'" in error.message
+
+
+def test_the_runtime_sensor_may_only_read_deployments_where_the_platform_deploys() -> None:
+    settings = load_settings(PRODUCTION)
+    deploy_namespaces = {env.namespace_for(team) for team in team_names() for env in settings.environments}
+    readers = [b for b in bindings_of("dagster") if b["roleRef"]["name"] == "platform-runtime-reader"]
+    assert {b["kind"] for b in readers} == {"RoleBinding"}
+    assert {b["metadata"]["namespace"] for b in readers} == deploy_namespaces
+    [role] = [m for m in all_manifests() if m["kind"] == "ClusterRole"
+              and m["metadata"]["name"] == "platform-runtime-reader"]
+    assert role["rules"] == [{"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["get", "list"]}]

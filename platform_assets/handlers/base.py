@@ -85,6 +85,8 @@ class KindHandler(ABC):
     gates: ClassVar[tuple[str, ...]]
     resources: ClassVar[frozenset[str]] = frozenset()
     pool: ClassVar[str | None] = None
+    # Whether its deploys keep running (a process, a Deployment) that the runtime sensor watches.
+    serves: ClassVar[bool] = False
 
     def build_deps(self, spec: Any) -> list[AssetKey]:
         """Assets outside the catalog that a build reads (lineage only, e.g. dbt models)."""

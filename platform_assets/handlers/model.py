@@ -96,6 +96,7 @@ class ModelHandler(KindHandler):
     spec_model = ModelSpec
     gates = ("metrics", "champion", "signature")
     resources = frozenset({"mlflow", "warehouse", "sandbox"})
+    serves = True
 
     def spec_paths(self, spec: Any) -> dict[str, str]:
         return {"model.trainer": spec.model.trainer.partition(":")[0]}

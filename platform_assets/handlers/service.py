@@ -85,6 +85,7 @@ class ServiceHandler(KindHandler):
     spec_model = ServiceSpec
     gates = ("tests", "api_compatibility")
     resources = frozenset({"sandbox"})
+    serves = True
 
     def spec_paths(self, spec: Any) -> dict[str, str]:
         """The source folder, and the Python path and tests inside it."""
