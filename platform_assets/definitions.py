@@ -7,6 +7,7 @@ import dagster as dg
 from platform_assets.approval_job import approval_job
 from platform_assets.catalog import load_catalog
 from platform_assets.factory import build_assets
+from platform_assets.freshness import freshness_checks, freshness_sensor
 from platform_assets.metrics_asset import delivery_metrics_asset, delivery_metrics_schedule
 from platform_assets.model_safety import forbid_unchecked_loads
 from platform_assets.resources_config import platform_resources
@@ -31,8 +32,12 @@ def build_definitions(settings: PlatformSettings | None = None) -> dg.Definition
     sensors = trigger_sensors(catalog, settings)
     if len(catalog) and len(settings.environments) > 1:
         sensors.append(promotion_sensor(catalog, settings))
+    checks = freshness_checks(catalog, settings)
+    if checks:
+        sensors.append(freshness_sensor(checks, settings))
     return dg.Definitions(
         assets=[*build_assets(settings, catalog), delivery_metrics_asset(catalog, settings)],
+        asset_checks=checks,
         resources=platform_resources(settings),
         executor=executor(settings),
         sensors=sensors,

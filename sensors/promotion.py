@@ -24,7 +24,7 @@ from platform_assets.catalog import Catalog
 from platform_assets.handlers.base import Deployed
 from platform_assets.identity.approvals import APPROVAL_EVENT, check_approval
 from platform_assets.identity.requester import registry
-from platform_assets.records import TRIGGER_TAG, env_key, latest_records, observed
+from platform_assets.records import TRIGGER_TAG, deploy_check_keys, env_key, latest_records, observed
 from platform_assets.settings import PlatformSettings
 from sensors.catalog_sensor import catalog_sensor
 
@@ -44,6 +44,7 @@ class Promotion:
         return dg.RunRequest(
             run_key=self.run_key,
             asset_selection=[env_key(self.deliverable, self.environment)],
+            asset_check_keys=deploy_check_keys(self.deliverable, self.environment),
             tags={TRIGGER_TAG: "promotion", "platform/deliverable": self.deliverable,
                   "platform/version": self.version, "platform/environment": self.environment},
         )
