@@ -30,7 +30,7 @@ def build_definitions(settings: PlatformSettings | None = None) -> dg.Definition
     settings = settings or load_settings()
     catalog = load_catalog(catalog_dir(settings), settings)
     sensors = trigger_sensors(catalog, settings)
-    if len(catalog) and len(settings.environments) > 1:
+    if len(catalog):  # it also deploys evaluated versions into the first environment
         sensors.append(promotion_sensor(catalog, settings))
     checks = freshness_checks(catalog, settings)
     if checks:
