@@ -5,7 +5,8 @@
   deploy records the age of its data (`dagster/last_updated_timestamp`: the oldest of the newest
   `gates.freshness.column` values of its tables), so the check judges the data, not the publish.
 - notebooks with a `schedule:`: `report_schedule` fails once a new report was due (the first
-  schedule tick after the served one was published) and `notebook.schedule_grace` has passed.
+  schedule tick after the served one was published, or last rebuilt unchanged) and
+  `notebook.schedule_grace` has passed.
 
 One sensor (Dagster's, for freshness checks) runs them in batches: a passing check again once it
 can have become stale (`dagster/fresh_until_timestamp`), a failing one after its asset changed.
@@ -23,7 +24,7 @@ import dagster as dg
 
 from platform_assets.catalog import Catalog
 from platform_assets.delivery_metrics import format_duration
-from platform_assets.records import LAST_UPDATED, env_key, latest
+from platform_assets.records import LAST_UPDATED, build_key, env_key, latest
 from platform_assets.settings import PlatformSettings
 from platform_assets.specs import Deliverable
 
@@ -86,6 +87,10 @@ def report_schedule_result(instance: dg.DagsterInstance, notebook: Deliverable, 
         return dg.AssetCheckResult(asset_key=key, check_name=REPORT_CHECK, passed=False, severity=WARN,
                                    description=f"no report in {env} yet; deliver it: deliver run {notebook.name}")
     published = datetime.fromtimestamp(float(served.metadata.get(LAST_UPDATED) or served.recorded_at or 0), UTC)
+    built = latest(instance, build_key(notebook.name))
+    if built is not None and built.version == served.version and (built.recorded_at or 0) > published.timestamp():
+        # a scheduled run whose inputs had not changed built the same version: the report is current
+        published = datetime.fromtimestamp(float(built.recorded_at or 0), UTC)
     due = croniter(cron, published).get_next(datetime)
     deadline = due + timedelta(seconds=grace)
     passed = now < deadline

@@ -12,7 +12,7 @@ import yaml
 from platform_assets.catalog import load_catalog
 from platform_assets.definitions import build_definitions
 from platform_assets.freshness import FRESH_UNTIL, FRESHNESS_SENSOR, REPORT_CHECK, report_schedule_result
-from platform_assets.records import LAST_UPDATED, env_key
+from platform_assets.records import LAST_UPDATED, build_key, env_key
 from platform_assets.settings import catalog_dir
 from tests.conftest import Platform, copy_deliverable, record_from_a_run
 
@@ -71,6 +71,8 @@ def test_a_report_older_than_its_schedule_and_grace_is_flagged(platform: Platfor
 
     in_grace = report_schedule_result(platform.instance, notebook, "prod", datetime(2026, 3, 3, 6, 59, tzinfo=UTC))
     late = report_schedule_result(platform.instance, notebook, "prod", datetime(2026, 3, 3, 7, 1, tzinfo=UTC))
+    record_from_a_run(platform.instance, build_key(notebook.name), {"version": "r1", "reused": True})
+    rebuilt_unchanged = report_schedule_result(platform.instance, notebook, "prod", datetime.now(UTC))
     defs = build_definitions(platform.settings)
 
     assert not before.passed and "no report in prod yet" in before.description
@@ -79,5 +81,6 @@ def test_a_report_older_than_its_schedule_and_grace_is_flagged(platform: Platfor
     assert not late.passed and late.severity == dg.AssetCheckSeverity.WARN
     assert "stale" in late.description and "due at 2026-03-03 06:00 UTC" in late.description
     assert "deliver run segmentation-report" in late.description
+    assert rebuilt_unchanged.passed, "a scheduled run that rebuilt the same version confirms the report"
     [spec_of_check] = [s for c in defs.asset_checks for s in c.check_specs if s.name == REPORT_CHECK]
     assert spec_of_check.asset_key == env_key(notebook.name, "prod") and not spec_of_check.blocking
