@@ -1,4 +1,5 @@
-"""`deliver`: the platform's own command line. Runs are started with Dagster's tools."""
+"""`deliver`: the platform's own command line. `run` delivers here, in this process; `promote`,
+`rollback` and `approve` submit runs to the webserver."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import argparse
 import json
 import os
 import sys
+from pathlib import Path
 
 from platform_assets.catalog import Catalog, load_catalog
 from platform_assets.errors import ActionRefused
@@ -30,7 +32,10 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 1 if catalog.errors else 0
 
 
-def _instance():
+def _instance(create: bool = False):
+    """The instance of DAGSTER_HOME; `create` makes a missing one with the local config, as `make dev` does."""
+    import shutil
+
     import dagster as dg
 
     if not os.environ.get("DAGSTER_HOME"):
@@ -38,6 +43,10 @@ def _instance():
             "DAGSTER_HOME is not set: it names the Dagster instance to read "
             f"(`make dev` uses {PROJECT_ROOT / '.dagster_home'})"
         )
+    home = Path(os.environ["DAGSTER_HOME"])
+    if create and not (home / "dagster.yaml").exists():
+        home.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(PROJECT_ROOT / "deploy" / "dagster.local.yaml", home / "dagster.yaml")
     return dg.DagsterInstance.get()
 
 
@@ -117,11 +126,28 @@ def cmd_approve(args: argparse.Namespace) -> int:
 
     _refuse_as(args)
     settings, catalog = _loaded()
-    tags, who = requester_tags(settings, "approve", args.name, args.env, args.version, args.key)
+    version = args.version or _awaiting(settings, catalog, args.name, args.env)
+    tags, who = requester_tags(settings, "approve", args.name, args.env, version, args.key)
     check_approver(catalog, settings, args.name, args.env, who)
     run_id = submit(settings, {**tags, "platform/trigger": "cli-approve", "platform/deliverable": args.name},
-                    job=APPROVAL_JOB, run_config=approval_run_config(args.name, args.env, args.version))
-    return _submitted(settings, f"approval of {args.name} {args.version} for {args.env} by {who}", run_id, args.wait)
+                    job=APPROVAL_JOB, run_config=approval_run_config(args.name, args.env, version))
+    return _submitted(settings, f"approval of {args.name} {version} for {args.env} by {who}", run_id, args.wait)
+
+
+def _awaiting(settings: PlatformSettings, catalog: Catalog, name: str, env: str) -> str:
+    """The version waiting for `env`: what the previous environment (or evaluate) holds."""
+    from platform_assets.delivery_actions import check_environment, deliverable_named
+    from platform_assets.records import env_key, evaluate_key, latest
+
+    deliverable_named(catalog, name)
+    check_environment(settings, env)
+    previous = settings.previous_environment(env)
+    key = env_key(name, previous) if previous else evaluate_key(name)
+    with _instance() as instance:
+        held = latest(instance, key)
+    if held is None:
+        raise ActionRefused(f"{key.to_user_string()} holds no version of {name} to approve yet")
+    return held.version
 
 
 def _deploy_run(settings: PlatformSettings, action: str, name: str, env: str, version: str | None,
@@ -166,6 +192,32 @@ def _refuse_as(args: argparse.Namespace) -> None:
         raise ActionRefused("--as no longer says who you are: the platform verifies it. Locally you are your OS "
                             "user; with identity.mode verified your request is signed with your SSH key "
                             "(--key, PLATFORM_SIGNING_KEY or git's user.signingkey) registered in teams.yaml")
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """Deliver NAME (and first whatever upstream it lacks) in this process, stage by stage, with
+    each stage's outcome and reasons; exit 1 when a stage fails."""
+    from platform_assets.delivery_actions import requester_tags
+    from platform_assets.delivery_run import deliver, plan
+
+    settings, catalog = _loaded()
+
+    def tags(name: str, env: str | None) -> dict[str, str]:
+        return requester_tags(settings, "promote", name, env, None, args.key)[0] if env else {}
+
+    with _instance(create=True) as instance:
+        stages = plan(instance, catalog, settings, args.name, args.through)
+        for name in dict.fromkeys(stage.deliverable for stage in stages):
+            mine = [stage for stage in stages if stage.deliverable == name]
+            print(f"{name}: {' -> '.join(s.key.path[-1] for s in mine)} ({mine[0].reason})")
+        failed = False
+        for report in deliver(instance, settings, catalog, stages, tags,
+                              lambda stage: print(f"... {stage.key.to_user_string()}", flush=True), args.verbose):
+            print(report.text(), flush=True)
+            failed = not report.success
+    if failed:
+        print(f"stopped: fix the cause above, then run `deliver run {args.name}` again", file=sys.stderr)
+    return 1 if failed else 0
 
 
 def cmd_history(args: argparse.Namespace) -> int:
@@ -218,7 +270,7 @@ def build_parser() -> argparse.ArgumentParser:
     down.add_argument("--env", help="only this environment")
     approve = commands.add_parser("approve", help="approve a version for a manual environment (a signed run)")
     approve.add_argument("name")
-    approve.add_argument("--version", required=True)
+    approve.add_argument("--version", help="the version (default: the one the previous environment holds)")
     approve.add_argument("--env", required=True)
     promote = commands.add_parser("promote", help="promote to an environment now (a run: gates, approvals apply)")
     promote.add_argument("name")
@@ -231,6 +283,12 @@ def build_parser() -> argparse.ArgumentParser:
         action.add_argument("--wait", action="store_true", help="follow the run and print how it ended")
         action.add_argument("--key", help="the SSH key that signs the request (identity.mode verified)")
         action.add_argument("--as", dest="user", help=argparse.SUPPRESS)
+    run = commands.add_parser("run", help="deliver a deliverable here, stage by stage, with whatever upstream it "
+                                          "still lacks; a summary with the reasons per stage")
+    run.add_argument("name")
+    run.add_argument("--through", help="the last environment to deploy to (default: the last one)")
+    run.add_argument("--key", help="the SSH key that signs each deploy (identity.mode verified)")
+    run.add_argument("--verbose", action="store_true", help="also print Dagster's event log")
     hist = commands.add_parser("history", help="builds, gates, deploys, approvals and rollbacks, newest first")
     hist.add_argument("name")
     hist.add_argument("--limit", type=int, default=100)
@@ -243,7 +301,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 COMMANDS = {"validate": cmd_validate, "status": cmd_status, "down": cmd_down, "approve": cmd_approve,
-            "promote": cmd_promote, "rollback": cmd_rollback, "history": cmd_history, "metrics": cmd_metrics}
+            "promote": cmd_promote, "rollback": cmd_rollback, "run": cmd_run, "history": cmd_history,
+            "metrics": cmd_metrics}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -13,7 +13,7 @@ from platform_assets.catalog import Catalog, load_catalog
 from platform_assets.compute import ComputeTags, step_compute
 from platform_assets.handlers import HANDLERS, get_handler
 from platform_assets.liveness import live_check_specs, live_key, served
-from platform_assets.records import HEALTHY, build_key, env_key, evaluate_key, target_resource_key
+from platform_assets.records import HEALTHY, LAST_DEPLOY, build_key, env_key, evaluate_key, target_resource_key
 from platform_assets.settings import PlatformSettings, catalog_dir
 from platform_assets.specs import Deliverable
 from platform_assets.stages import run_build, run_deploy, run_evaluate
@@ -122,9 +122,13 @@ def deliverable_assets(
                 "deploy",
                 [upstream],
                 [dg.AssetCheckSpec(HEALTHY, asset=key, blocking=True,
-                                   description=f"{name} answers its health check in {env}")],
+                                   description=f"{name} answers its health check in {env}"),
+                 dg.AssetCheckSpec(LAST_DEPLOY, asset=key, description=(
+                     f"the last deploy to {env} took effect; when it did not, the version that still serves is "
+                     "restated (`kept`) and this check says why"))],
                 _deploy_body(deliverable, settings, env),
-                f"{name} deployed in {env} ({spec.policy(env).mode} promotion)",
+                f"{name} in {env} ({spec.policy(env).mode} promotion): the version serving there is `version` in "
+                "the latest materialization; `last_deploy` says whether the last attempt took effect",
                 {*needs, target_resource_key(env)},
             )
         )

@@ -134,6 +134,8 @@ def test_a_version_that_fails_to_load_moves_the_alias_back(models: Platform) -> 
     assert health(models, "staging")["version"] == serving
     failure = result.failure_data_for_node("churn_model__staging").error.message
     assert f"alias 'staging' moved back to version {serving}" in failure
+    kept = models.latest(f"{MODEL}/staging")
+    assert (kept["version"], kept["kept"], kept["healthy"], kept["attempted_version"]) == (serving, True, True, broken)
 
 
 def test_service_calls_the_model_of_its_environment_and_lineage_runs_through(models: Platform) -> None:

@@ -151,6 +151,17 @@ def test_version_that_does_not_start_in_prod_is_rolled_back(delivered: Platform)
     assert recorded["event"].value == "deploy_failed"
     assert recorded["attempted_version"].value == new_version
     assert "RECS_SIGNING_KEY is required in prod" in recorded["log_tail"].value
+    # The run failed, but prod is not down: its newest record restates what serves, checked again,
+    # and the non-blocking `last_deploy` check (a warning, not an error) says why nothing changed.
+    kept = delivered.latest(f"{SERVICE}/prod")
+    assert (kept["kept"], kept["healthy"], kept["attempted_version"]) == (True, True, new_version)
+    assert kept["dagster/last_updated_timestamp"] < observation.timestamp - 1, "the kept version's time, not now"
+    [last_deploy] = [e for e in result.get_asset_check_evaluations()
+                     if (e.asset_key.to_user_string(), e.check_name) == (f"{SERVICE}/prod", "last_deploy")]
+    assert not last_deploy.passed and last_deploy.severity == dg.AssetCheckSeverity.WARN
+    assert "RECS_SIGNING_KEY is required in prod" in last_deploy.description
+    assert f"prod keeps serving {old['version']}" in last_deploy.description
+    assert checks(result)[f"{SERVICE}/prod:healthy"] is True
 
 
 def test_wrong_app_path_fails_the_build_naming_the_field(platform: Platform) -> None:

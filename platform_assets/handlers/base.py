@@ -44,6 +44,7 @@ class Deployed:
 
     version: str
     metadata: dict[str, Any]
+    recorded_at: float | None = None  # when the record was written (None outside the event log)
 
 
 @dataclass

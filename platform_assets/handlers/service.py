@@ -79,6 +79,9 @@ class ServiceSpec(DeliverableSpec):
     service: ServiceSettings
 
 
+SHOWN = 5  # breaking changes or failing tests named in a gate's summary
+
+
 class ServiceHandler(KindHandler):
     kind = "service"
     technology = "fastapi"
@@ -139,8 +142,12 @@ class ServiceHandler(KindHandler):
         passed = tests["failed"] == 0 and tests["errors"] == 0 and tests["passed"] >= minimum
         summary = (
             f"{tests['passed']} passed, {tests['failed']} failed, {tests['errors']} errors"
-            + ("" if tests["passed"] >= minimum else f"; at least {minimum} must pass")
+            + ("" if tests["passed"] >= minimum else f"; at least {minimum} must pass (gates.tests.min_passed)")
         )
+        if tests["failures"]:
+            shown = tests["failures"][:SHOWN]
+            more = len(tests["failures"]) - len(shown)
+            summary += "; failing: " + "; ".join(shown) + (f"; and {more} more" if more > 0 else "")
         return GateResult("tests", passed, summary, {"failures": tests["failures"]})
 
     def _api_gate(self, ctx: StageContext, version: str) -> GateResult:
@@ -151,19 +158,7 @@ class ServiceHandler(KindHandler):
         report = compare_contracts(old, new)
         allow = ctx.spec.gates.api_compatibility.allow_breaking_on_major
         passed = report.allowed(allow)
-        if running is None:
-            summary = f"nothing runs in {baseline_env} yet; no contract to break"
-        elif report.compatible:
-            summary = f"compatible with {running.version} in {baseline_env}"
-        elif passed:
-            summary = (f"{len(report.breaking)} breaking change(s) allowed by the major version bump "
-                       f"{report.old_version} -> {report.new_version}")
-        else:
-            summary = f"{len(report.breaking)} breaking change(s) against {running.version} in {baseline_env}"
-            if report.major_bump and not allow:
-                summary += "; the spec does not allow breaking changes on a major bump"
-            elif not report.major_bump:
-                summary += f"; bump the major version of info.version ({report.new_version}) to announce them"
+        summary = _api_summary(ctx, report, running.version if running else None, allow)
         return GateResult(
             "api_compatibility",
             passed,
@@ -239,6 +234,29 @@ class ServiceHandler(KindHandler):
             return GateResult("healthy", healthy, detail, {"namespace": deployment["namespace"]})
         healthy, detail = probe(deployment["health_url"])
         return GateResult("healthy", healthy, detail, {"health_url": deployment["health_url"]})
+
+
+def _api_summary(ctx: StageContext, report: Any, baseline: str | None, allow: bool) -> str:
+    """What the gate found, the breaking changes themselves, and the change to the spec or the
+    contract that lets a deliberate break through."""
+    env = ctx.settings.last_environment
+    if baseline is None:
+        return f"nothing runs in {env} yet; no contract to break"
+    if report.compatible:
+        return f"compatible with {baseline} in {env}"
+    shown = "; ".join(str(change) for change in report.breaking[:SHOWN])
+    more = len(report.breaking) - SHOWN
+    found = (f"{len(report.breaking)} breaking change(s) against {baseline} in {env}: {shown}"
+             + (f"; and {more} more" if more > 0 else ""))
+    bump = f"{report.old_version} -> {report.new_version}"
+    if report.allowed(allow):
+        return f"{found}; allowed by the major version bump {bump}"
+    field = f"set gates.api_compatibility.allow_breaking_on_major: true in {ctx.deliverable.path}"
+    if report.major_bump:
+        return (f"{found}. The contract bumps its major version ({bump}) but the spec does not allow breaking "
+                f"changes on a major bump: {field} to ship them")
+    hint = "bump the major version of info.version" + ("" if allow else f" and {field}")
+    return f"{found}. Keep them compatible, or, to break clients on purpose, {hint} (now {report.new_version})"
 
 
 @dataclass(frozen=True)
