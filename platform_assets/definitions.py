@@ -6,6 +6,7 @@ import dagster as dg
 
 from platform_assets.approval_job import approval_job
 from platform_assets.catalog import load_catalog
+from platform_assets.drift_check import drift_checks, drift_schedule
 from platform_assets.factory import build_assets
 from platform_assets.metrics_asset import delivery_metrics_asset, delivery_metrics_schedule
 from platform_assets.model_safety import forbid_unchecked_loads
@@ -31,13 +32,15 @@ def build_definitions(settings: PlatformSettings | None = None) -> dg.Definition
     sensors = trigger_sensors(catalog, settings)
     if len(catalog) and len(settings.environments) > 1:
         sensors.append(promotion_sensor(catalog, settings))
+    drift = drift_checks(catalog, settings)
     return dg.Definitions(
         assets=[*build_assets(settings, catalog), delivery_metrics_asset(catalog, settings)],
+        asset_checks=[drift] if drift else [],
         resources=platform_resources(settings),
         executor=executor(settings),
         sensors=sensors,
         jobs=[approval_job(catalog, settings)],
-        schedules=[delivery_metrics_schedule()],
+        schedules=[delivery_metrics_schedule(), *([drift_schedule(drift, settings)] if drift else [])],
     )
 
 

@@ -27,6 +27,7 @@ from platform_assets.identity.requester import (
     registry,
     verified_requester,
 )
+from platform_assets.post_deploy import post_deploy_check
 from platform_assets.records import (
     ROLLBACK_TAG,
     TRIGGER_TAG,
@@ -171,7 +172,7 @@ def run_deploy(context: dg.AssetExecutionContext, deliverable: Deliverable, sett
                 f"{exc}. Nothing changed: {env} keeps serving {kept.version if kept else 'nothing'}.",
                 metadata=details,
             ) from exc
-        health = handler.verify(ctx, deployment, target)
+        health = post_deploy_check(ctx, handler, deployment, target)
         if not health.passed and rollback_to is None:
             _roll_back_unhealthy(context, ctx, env, candidate.version, health, requester)
         metadata: dict[str, Any] = {
@@ -183,6 +184,7 @@ def run_deploy(context: dg.AssetExecutionContext, deliverable: Deliverable, sett
             "requested_by": requester.describe(),
             **({"rollback_from": serving.version if serving else None} if rollback_to else {}),
             **_plain({k: v for k, v in deployment.items() if k != "version"}),
+            **_plain({k: v for k, v in health.metadata.items() if k == "slo"}),
         }
         if deployment.get("url"):
             metadata["url"] = dg.MetadataValue.url(deployment["url"])
@@ -261,7 +263,8 @@ def _roll_back_unhealthy(context: dg.AssetExecutionContext, ctx: StageContext, e
     previous = next((d for d in deploy_history(context.instance, name, env)
                      if d.version != version and d.metadata.get("healthy") is True), None)
     failure = {"event": "deploy_unhealthy", "attempted_version": version, "reason": health.summary,
-               "restored_version": None, "requested_by": requester.describe()}
+               "restored_version": None, "requested_by": requester.describe(),
+               **_plain({k: v for k, v in health.metadata.items() if k == "slo"})}
     restored = None
     if previous is not None:
         handler = get_handler(ctx.deliverable.kind)
@@ -280,6 +283,10 @@ def _roll_back_unhealthy(context: dg.AssetExecutionContext, ctx: StageContext, e
         "healthy": check.passed, "rollback_from": version, "trigger": "auto-rollback",
         "requested_by": requester.describe(),
     })))
+    # A run keeps one result per check: the restored version's, saying what the attempt measured.
+    context.log_event(_check_evaluation(env_key(name, env), GateResult(
+        check.name, check.passed, f"{check.summary} (restored: {version} was not healthy: {health.summary})",
+        {**check.metadata, "rolled_back": {"version": version, "reason": health.summary, **health.metadata}})))
     raise dg.Failure(f"{name} {version} deployed to {env} but is not healthy ({health.summary}); rolled back "
                      f"to {previous.version}, which is {'healthy' if check.passed else 'NOT healthy either'}",
                      metadata=failure)
@@ -321,13 +328,19 @@ def _stored_build(ctx: StageContext, version: str) -> dict[str, Any]:
     return record
 
 
+def _check_evaluation(key: dg.AssetKey, gate: GateResult) -> dg.AssetCheckEvaluation:
+    """A check result logged on its own (a step that fails after it still leaves it in the log)."""
+    return dg.AssetCheckEvaluation(asset_key=key, check_name=gate.name, passed=gate.passed, description=gate.summary,
+                                   metadata=_check_metadata(gate))
+
+
 def _check_result(gate: GateResult) -> dg.AssetCheckResult:
-    return dg.AssetCheckResult(
-        check_name=gate.name,
-        passed=gate.passed,
-        description=gate.summary,
-        metadata={"summary": gate.summary, **_plain(gate.metadata)},
-    )
+    return dg.AssetCheckResult(check_name=gate.name, passed=gate.passed, description=gate.summary,
+                               metadata=_check_metadata(gate))
+
+
+def _check_metadata(gate: GateResult) -> dict[str, Any]:
+    return {"summary": gate.summary, **_plain(gate.metadata)}
 
 
 def _plain(values: dict[str, Any]) -> dict[str, Any]:
