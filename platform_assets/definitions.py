@@ -6,6 +6,7 @@ import dagster as dg
 
 from platform_assets.approval_job import approval_job
 from platform_assets.catalog import load_catalog
+from platform_assets.drift_check import drift_checks, drift_schedule
 from platform_assets.factory import build_assets, live_checks
 from platform_assets.freshness import freshness_checks, freshness_sensor
 from platform_assets.metrics_asset import delivery_metrics_asset, delivery_metrics_schedule
@@ -39,14 +40,15 @@ def build_definitions(settings: PlatformSettings | None = None) -> dg.Definition
     fresh = freshness_checks(catalog, settings)
     if fresh:
         sensors.append(freshness_sensor(fresh, settings))
+    drift = drift_checks(catalog, settings)
     return dg.Definitions(
         assets=[*build_assets(settings, catalog), delivery_metrics_asset(catalog, settings)],
-        asset_checks=[*([live] if live is not None else []), *fresh],
+        asset_checks=[*([live] if live is not None else []), *fresh, *([drift] if drift else [])],
         resources=platform_resources(settings),
         executor=executor(settings),
         sensors=sensors,
         jobs=[approval_job(catalog, settings)],
-        schedules=[delivery_metrics_schedule()],
+        schedules=[delivery_metrics_schedule(), *([drift_schedule(drift, settings)] if drift else [])],
     )
 
 

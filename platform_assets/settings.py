@@ -14,7 +14,9 @@ from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from platform_assets.specs import cron
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -223,6 +225,8 @@ class ModelsConfig(_Strict):
     """
 
     trusted_types: list[TypeName] = Field(default_factory=list)
+    # When the `drift` check of every served model runs (cron, UTC): platform_assets/drift_check.py.
+    drift_schedule: Annotated[str, AfterValidator(cron)] = "*/30 * * * *"
 
 
 class ArtifactsConfig(_Strict):

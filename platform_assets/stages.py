@@ -27,6 +27,7 @@ from platform_assets.identity.requester import (
     registry,
     verified_requester,
 )
+from platform_assets.post_deploy import post_deploy_check
 from platform_assets.records import (
     KEPT,
     LAST_DEPLOY,
@@ -173,7 +174,7 @@ def run_deploy(context: dg.AssetExecutionContext, deliverable: Deliverable, sett
             if serving is not None:
                 yield _kept(context, ctx, target, env, serving, attempted, failure, requester)
             raise failure from exc
-        health = handler.verify(ctx, deployment, target)
+        health = post_deploy_check(ctx, handler, deployment, target)
         if not health.passed and rollback_to is None:
             _roll_back_unhealthy(context, ctx, env, attempted, health, requester)
         metadata: dict[str, Any] = {
@@ -184,7 +185,8 @@ def run_deploy(context: dg.AssetExecutionContext, deliverable: Deliverable, sett
             "trigger": context.run.tags.get(TRIGGER_TAG, "manual"),
             "requested_by": requester.describe(),
             **({"rollback_from": serving.version if serving else None} if rollback_to else {}),
-            **{k: v for k, v in deployment.items() if k != "version"},
+            **_plain({k: v for k, v in deployment.items() if k != "version"}),
+            **_plain({k: v for k, v in health.metadata.items() if k == "slo"}),
         }
         done = (f"{name} {attempted} deployed to {env} and healthy" if health.passed else
                 f"{name} {attempted} deployed to {env} but NOT healthy ({health.summary}); nothing healthy ran "
@@ -316,7 +318,8 @@ def _roll_back_unhealthy(context: dg.AssetExecutionContext, ctx: StageContext, e
     previous = next((d for d in deploy_history(context.instance, name, env)
                      if d.version != version and d.metadata.get("healthy") is True), None)
     failure = {"event": "deploy_unhealthy", "attempted_version": version, "reason": health.summary,
-               "restored_version": None, "requested_by": requester.describe()}
+               "restored_version": None, "requested_by": requester.describe(),
+               **_plain({k: v for k, v in health.metadata.items() if k == "slo"})}
     restored = None
     if previous is not None:
         handler = get_handler(ctx.deliverable.kind)
@@ -338,10 +341,12 @@ def _roll_back_unhealthy(context: dg.AssetExecutionContext, ctx: StageContext, e
     })))
     message = (f"{name} {version} deployed to {env} but is not healthy ({health.summary}); rolled back to "
                f"{previous.version}, which is {'healthy' if check.passed else 'NOT healthy either'}")
-    for gate, severity in ((check, ERROR), (GateResult(LAST_DEPLOY, False, message), WARN)):
-        context.log_event(dg.AssetCheckEvaluation(asset_key=key, check_name=gate.name, passed=gate.passed,
-                                                  metadata=_check_metadata(gate), severity=severity,
-                                                  description=gate.summary))
+    # A run keeps one result per check: the restored version's, saying what the attempt measured.
+    restored_check = GateResult(
+        check.name, check.passed, f"{check.summary} (restored: {version} was not healthy: {health.summary})",
+        {**check.metadata, "rolled_back": {"version": version, "reason": health.summary, **health.metadata}})
+    for gate, severity in ((restored_check, ERROR), (GateResult(LAST_DEPLOY, False, message), WARN)):
+        context.log_event(_check_evaluation(key, gate, severity))
     raise dg.Failure(message, metadata=failure)
 
 
@@ -379,6 +384,13 @@ def _stored_build(ctx: StageContext, version: str) -> dict[str, Any]:
     if record is None:
         raise dg.Failure(f"the artifact of {ctx.name} {version} is gone from the artifact store; build it again")
     return record
+
+
+def _check_evaluation(key: dg.AssetKey, gate: GateResult,
+                      severity: dg.AssetCheckSeverity = ERROR) -> dg.AssetCheckEvaluation:
+    """A check result logged on its own (a step that fails after it still leaves it in the log)."""
+    return dg.AssetCheckEvaluation(asset_key=key, check_name=gate.name, passed=gate.passed, description=gate.summary,
+                                   metadata=_check_metadata(gate), severity=severity)
 
 
 def _check_result(gate: GateResult, severity: dg.AssetCheckSeverity = ERROR) -> dg.AssetCheckResult:

@@ -1,4 +1,5 @@
-"""What starts a delivery without a person: source changes, upstream publications and schedules.
+"""What starts a delivery without a person: source changes, upstream publications, schedules,
+model versions registered outside the platform, and models whose served inputs drifted.
 
 Each trigger is one sensor over the whole catalog (never one per deliverable) and requests the
 same selection, `<name>/build` and `<name>/evaluate`; the promotion sensor (sensors/promotion.py)
@@ -17,6 +18,7 @@ from typing import Any
 import dagster as dg
 
 from platform_assets.catalog import Catalog
+from platform_assets.drift_check import DRIFT_CHECK
 from platform_assets.fingerprint import source_digest, source_files
 from platform_assets.records import TRIGGER_TAG, build_key, env_key, evaluate_key, latest_records
 from platform_assets.settings import PlatformSettings
@@ -117,8 +119,33 @@ def schedule_tick(catalog: Catalog, cursor_text: str | None,
     return requests, str(now.timestamp())
 
 
+def drift_tick(instance: dg.DagsterInstance, models: list[str], settings: PlatformSettings,
+               cursor_text: str | None) -> tuple[list[dg.RunRequest], str]:
+    """Models (`on_drift: retrain`) whose latest `drift` check failed on drifted features: one rebuild
+    per served version that drifted, in whichever environment (the latest check of each, one query)."""
+    keys = [dg.AssetCheckKey(env_key(name, env), DRIFT_CHECK) for name in models for env in settings.environment_names]
+    checks = instance.event_log_storage.get_latest_asset_check_execution_by_key(keys)
+    requested: dict[str, str] = json.loads(cursor_text) if cursor_text else {}
+    requests = []
+    for key in keys:
+        record = checks.get(key)
+        evaluation = record.event.asset_check_evaluation if record and record.event else None
+        if evaluation is None or evaluation.passed:
+            continue
+        metadata = {k: v.value for k, v in evaluation.metadata.items()}
+        name, env = key.asset_key.path
+        run_key = f"drift:{name}:{metadata.get('version')}"
+        if not metadata.get("drifted_features") or requested.get(name) == run_key:
+            continue
+        requested[name] = run_key
+        drifted = f"{env}: {', '.join(metadata['drifted_features'])}"
+        requests.append(delivery_request(name, run_key, "drift", {"platform/drift": drifted}))
+    return requests, json.dumps(requested, sort_keys=True)
+
+
 def trigger_sensors(catalog: Catalog, settings: PlatformSettings) -> list[dg.SensorDefinition]:
-    """The source, upstream, schedule and model-registration sensors (those the catalog has anything for)."""
+    """The source, upstream, schedule, model-registration and drift sensors (those the catalog has
+    anything for)."""
     interval = settings.automation.sensor_interval_s
 
     def delivered(names: list[str]) -> dg.AssetSelection:
@@ -128,6 +155,7 @@ def trigger_sensors(catalog: Catalog, settings: PlatformSettings) -> list[dg.Sen
     downstream = [d.name for d in catalog if d.spec.depends_on]
     scheduled = [d.name for d in catalog if d.spec.schedule]
     models = [d.name for d in catalog if d.kind == "model"]
+    retrained = [name for name in models if catalog.deliverables[name].spec.model.on_drift == "retrain"]
     sensors = []
     if sources:
         sensors.append(catalog_sensor(
@@ -144,6 +172,11 @@ def trigger_sensors(catalog: Catalog, settings: PlatformSettings) -> list[dg.Sen
             60, delivered(scheduled), lambda context: schedule_tick(catalog, context.cursor)))
     if models:
         sensors.append(registration_sensor(catalog, settings, interval, delivered(models)))
+    if retrained:
+        sensors.append(catalog_sensor(
+            "platform_drift_retrain", "Rebuilds models (on_drift: retrain) whose served inputs drifted.",
+            interval, delivered(retrained),
+            lambda context: drift_tick(context.instance, retrained, settings, context.cursor)))
     return sensors
 
 

@@ -18,7 +18,7 @@ from tests.conftest import PROJECT_ROOT, Platform
 
 HEAVY = ["dbt", "dagster_dbt", "duckdb", "kubernetes", "sklearn", "papermill", "boto3", "pandas", "fastapi", "uvicorn",
          "mlflow", "skops", "matplotlib", "httpx", "dagster_k8s", "dagster_aws", "dagster_postgres", "botocore",
-         "nbconvert", "nbformat", "jupyter_client"]
+         "nbconvert", "nbformat", "jupyter_client", "scipy", "prometheus_client"]
 
 
 @pytest.fixture(autouse=True)

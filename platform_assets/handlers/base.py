@@ -146,4 +146,9 @@ class KindHandler(ABC):
 
     @abstractmethod
     def verify(self, ctx: StageContext, deployment: dict[str, Any], target: DeployTarget) -> GateResult:
-        """Post-deploy verification: the `healthy` check of an environment asset."""
+        """Post-deploy verification: the `healthy` check of an environment asset (a spec's `slo:` is
+        verified on top of it by platform_assets/slo.py, for every kind that serves)."""
+
+    def smoke_headers(self, ctx: StageContext, deployment: dict[str, Any]) -> dict[str, str]:
+        """Headers the smoke requests of the spec's `slo:` carry (a model's bearer token)."""
+        return {}

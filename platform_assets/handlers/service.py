@@ -5,6 +5,8 @@ what the spec declares (its env, secrets and upstreams); version = source digest
 evaluate: gates `tests` and `api_compatibility` (against the contract running in the last env).
 deploy: on a process target, install the wheel into an isolated environment and run it with
 uvicorn; on a manifest target (Kubernetes, GitOps), run the version's image as a `service` workload.
+Either way the app runs behind the platform's serving wrapper (platform_assets/serving.py), which
+exposes its request metrics at `/-/metrics`.
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ from platform_assets.handlers.spec_paths import resolve_in_folder
 from platform_assets.model_token import SECRET_KEY, model_token, token_secret_name
 from platform_assets.openapi_compat import compare_contracts
 from platform_assets.secret_store import MissingSecret, SecretRef, check_variables, resolve, secret_refs
+from platform_assets.serving_metrics import served_command
+from platform_assets.slo import Slo
 from platform_assets.specs import DeliverableSpec, StrictModel
 from resources.deploy_target import DeployFailed, DeployTarget, ProcessLaunch, Workload, probe
 from resources.manifest_target import ManifestTarget
@@ -77,6 +81,7 @@ class ServiceSpec(DeliverableSpec):
     kind: Literal["service"]
     gates: ServiceGates = ServiceGates()
     service: ServiceSettings
+    slo: Slo | None = None
 
 
 SHOWN = 5  # breaking changes or failing tests named in a gate's summary
@@ -187,14 +192,15 @@ class ServiceHandler(KindHandler):
             python = install_isolated(wheel, workspace / "venv")
         except ProjectError as exc:
             raise DeployFailed(str(exc), {"attempted_version": version}) from exc
+        command, served = served_command(str(python), settings.app, "127.0.0.1", "{port}")
         launch = ProcessLaunch(
             deliverable=ctx.name,
             version=version,
-            command=[str(python), "-m", "uvicorn", settings.app, "--host", "127.0.0.1", "--port", "{port}"],
+            command=command,
             health_path=settings.health_path,
             workdir=workspace,
             env={"PLATFORM_VERSION": version, "PLATFORM_ENVIRONMENT": target.environment,
-                 **dependency_env(ctx, target.environment), **settings.env},
+                 **dependency_env(ctx, target.environment), **settings.env, **served},
             secret_env=secrets,
             startup_timeout_s=settings.startup_timeout_s,
         )
@@ -209,6 +215,7 @@ class ServiceHandler(KindHandler):
         upstreams = dependency_endpoints(ctx, environment)
         secrets = {name: token_secret_name(ctx.settings, upstream, environment)
                    for name, upstream in upstreams.tokens.items()}
+        command, served = served_command("python", settings.app, "0.0.0.0", str(CONTAINER_PORT))
         return Workload(
             deliverable=ctx.name,
             kind="service",
@@ -216,10 +223,10 @@ class ServiceHandler(KindHandler):
             team=ctx.spec.owner,
             port=CONTAINER_PORT,
             health_path=settings.health_path,
-            command=["python", "-m", "uvicorn", settings.app, "--host", "0.0.0.0", "--port", str(CONTAINER_PORT)],
+            command=command,
             profile_name=profile,
             profile=ctx.settings.profile(profile),
-            env={**upstreams.urls, **settings.env},
+            env={**upstreams.urls, **settings.env, **served},
             secret_env={**{name: (secret, SECRET_KEY) for name, secret in secrets.items()},
                         **secret_refs(settings.secrets)},
             secrets={secrets[name]: {SECRET_KEY: model_token(ctx.settings, upstream, environment)}
