@@ -165,15 +165,17 @@ class Gateway:
                 await _json(send, 502, {"detail": f"{name} is not answering at {upstream}; the platform's "
                                                   "runtime sensor restarts it"})
                 return
-            except httpx.RemoteProtocolError:
-                self._done(upstream)
-                if attempt == 1 and method in IDEMPOTENT:
-                    continue  # the connection closed before any answer: nothing happened, send it again
-                await _json(send, 502, {"detail": f"{name} closed the connection without answering"})
-                return
             except httpx.TimeoutException:
                 self._done(upstream)
                 await _json(send, 504, {"detail": f"{name} did not answer in time"})
+                return
+            except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError):
+                # A kept-alive connection the upstream had closed (uvicorn closes one after an
+                # unhandled exception in the app) fails on reuse before any answer.
+                self._done(upstream)
+                if attempt == 1 and method in IDEMPOTENT:
+                    continue  # nothing happened: send it again, on a new connection
+                await _json(send, 502, {"detail": f"{name} closed the connection without answering"})
                 return
             try:
                 await send({"type": "http.response.start", "status": response.status_code,

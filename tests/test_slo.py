@@ -67,3 +67,14 @@ def test_a_bad_slo_names_the_file_and_field(tmp_path: Path) -> None:
 
     assert any("slo.error_ratio_max" in e and str(folder / "deliverable.yaml") in e for e in errors), errors
     assert any("slo.smoke.0.path" in e for e in errors), errors
+
+
+def test_the_stable_url_answers_after_an_app_error_closed_the_upstream_connection(served: str) -> None:
+    """uvicorn closes a connection after an unhandled exception; the gateway's pooled connection to
+    it fails on reuse, and an idempotent request is sent again instead of answering 500."""
+    import httpx
+
+    assert "/served" in served, "the target serves this behind its gateway"
+    for _ in range(3):
+        assert httpx.get(f"{served}/boom").status_code == 500
+        assert httpx.get(f"{served}/items/3").json() == {"item_id": 3}
