@@ -46,7 +46,7 @@ def test_new_version_replaces_old_only_after_it_is_healthy(target: LocalProcessT
     assert second["previous_version"] == "v1"
     assert target.current("web")["version"] == "v2"
     assert probe(second["health_url"])[0]
-    assert not alive(first["pid"]), "the old version is stopped after the switch"
+    assert not alive(first["pid"], first["created"]), "the old version is stopped after the switch"
     assert first["port"] != second["port"]
 
 
