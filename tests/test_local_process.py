@@ -67,6 +67,7 @@ def test_start_that_never_gets_healthy_times_out(target: LocalProcessTarget, tmp
     with pytest.raises(DeployFailed, match="not healthy within 2s"):
         target.deploy(launch)
     assert target.current("web") is None
+    assert target.gateway().stop() is False, "a first deploy that failed leaves no gateway running"
 
 
 def test_redeploying_the_running_version_is_a_no_op(target: LocalProcessTarget, tmp_path: Path) -> None:
