@@ -86,6 +86,10 @@ class KindHandler(ABC):
     resources: ClassVar[frozenset[str]] = frozenset()
     pool: ClassVar[str | None] = None
 
+    def step_pool(self, settings: PlatformSettings) -> str | None:
+        """The concurrency pool of this kind's steps under `settings` (default: `pool`)."""
+        return self.pool
+
     def build_deps(self, spec: Any) -> list[AssetKey]:
         """Assets outside the catalog that a build reads (lineage only, e.g. dbt models)."""
         return []
