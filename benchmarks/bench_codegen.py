@@ -20,6 +20,9 @@ passed, with the same values; `dg.EnvVar(...)` stays an EnvVar), so both modules
 `required_resource_keys` and both pay Dagster's resource validation the same way. Methods and
 base classes of our resources are not reproduced: they play no part in loading.
 
+Asset checks defined on their own (`@multi_asset_check`) become the same decorator with the same
+name, check specs, subsetting and resource keys; schedules may target literal check keys.
+
 Executor: Dagster's own executor definitions (`dg.multiprocess_executor`, ...) are passed to the
 bare `dg.Definitions` by name; a configured or custom executor is refused.
 """
@@ -40,6 +43,7 @@ _METADATA_CALLS = {
 }
 _DEFAULT_COLUMN_CONSTRAINTS = {"nullable": True, "unique": False, "other": []}
 _RESERVED = {"dg", "defs"}
+_PLAIN_CHECKS_OP = {"pool": None, "retry_policy": "None", "bound_resources": []}
 
 
 def generate_module(description: dict[str, Any], title: str) -> str:
@@ -58,11 +62,13 @@ def generate_module(description: dict[str, Any], title: str) -> str:
         *(_sensor_function(sensor, index) for index, sensor in enumerate(description["other"]["sensors"])),
         *(_job_function(job, index) for index, job in enumerate(description["other"]["jobs"])),
         *(_schedule(schedule, index) for index, schedule in enumerate(description["other"]["schedules"])),
+        *(_checks_function(checks, index) for index, checks in enumerate(description["other"]["asset_checks"])),
         "",
         _definitions(names, description["resources"], description["executor"],
                      [f"sensor_{index}" for index in range(len(description["other"]["sensors"]))],
                      [f"job_{index}" for index in range(len(description["other"]["jobs"]))],
-                     [f"schedule_{index}" for index in range(len(description["other"]["schedules"]))]),
+                     [f"schedule_{index}" for index in range(len(description["other"]["schedules"]))],
+                     [f"checks_{index}" for index in range(len(description["other"]["asset_checks"]))]),
     ]
     return "\n".join(parts) + "\n"
 
@@ -70,9 +76,12 @@ def generate_module(description: dict[str, Any], title: str) -> str:
 def _check_supported(description: dict[str, Any]) -> None:
     """Refuse what the generator would silently drop (the equivalence check would catch it later)."""
     extra = {part: value for part, value in description["other"].items()
-             if value and part not in ("sensors", "jobs", "schedules")}
-    extra.update({f"{part[:-1]} {s['name']}": "not an asset-key target" for part in ("sensors", "schedules")
-                  for s in description["other"][part] if s["target_keys"] is None})
+             if value and part not in ("sensors", "jobs", "schedules", "asset_checks")}
+    extra.update({f"{part[:-1]} {s['name']}": "not an asset-key or check-key target"
+                  for part in ("sensors", "schedules") for s in description["other"][part]
+                  if s["target_keys"] is None and s.get("target_checks") is None})
+    extra.update({f"asset checks {c['op_name']}": c["unsupported"] for c in description["other"]["asset_checks"]
+                  if c["unsupported"] != _PLAIN_CHECKS_OP})
     executor = description["executor"]
     if executor is not None and "builtin" not in executor:
         extra["executor"] = executor
@@ -249,12 +258,14 @@ def _assets_function(asset: dict[str, Any], function_name: str) -> str:
 
 
 def _sensor_function(sensor: dict[str, Any], index: int) -> str:
-    """A sensor with the same name, interval, status and literal asset-key target; its body never runs."""
+    """A sensor with the same name, interval, status and literal asset-key target (or none); its
+    body never runs."""
+    target = (f",\n           target=dg.AssetSelection.assets({_keys(sensor['target_keys'])[1:-1]})"
+              if sensor["target_keys"] else "")
     return (
         f"\n\n@dg.sensor(name={sensor['name']!r}, minimum_interval_seconds={sensor['minimum_interval_seconds']!r},\n"
         f"           default_status=dg.DefaultSensorStatus({sensor['default_status']!r}),\n"
-        f"           description={sensor['description']!r},\n"
-        f"           target=dg.AssetSelection.assets({_keys(sensor['target_keys'])[1:-1]}))\n"
+        f"           description={sensor['description']!r}{target})\n"
         f"def sensor_{index}(context):\n"
         "    return dg.SkipReason()"
     )
@@ -269,18 +280,40 @@ def _job_function(job: dict[str, Any], index: int) -> str:
 
 
 def _schedule(schedule: dict[str, Any], index: int) -> str:
-    """A schedule with the same name, cron, timezone, status and literal asset-key target."""
+    """A schedule with the same name, cron, timezone, status and literal asset-key or check-key target."""
+    if schedule["target_keys"] is not None:
+        target = f"dg.AssetSelection.assets({_keys(schedule['target_keys'])[1:-1]})"
+    else:
+        checks = ", ".join(f"dg.AssetCheckKey({_key(path)}, {name!r})" for path, name in schedule["target_checks"])
+        target = f"dg.AssetSelection.checks({checks})"
     return (
         f"\n\nschedule_{index} = dg.ScheduleDefinition(\n"
         f"    name={schedule['name']!r}, cron_schedule={schedule['cron_schedule']!r},\n"
         f"    execution_timezone={schedule['execution_timezone']!r}, description={schedule['description']!r},\n"
         f"    default_status=dg.DefaultScheduleStatus({schedule['default_status']!r}),\n"
-        f"    target=dg.AssetSelection.assets({_keys(schedule['target_keys'])[1:-1]}))"
+        f"    target={target})"
+    )
+
+
+def _checks_function(checks: dict[str, Any], index: int) -> str:
+    """A `@multi_asset_check` with the same name, check specs, subsetting and resource keys."""
+    kwargs = {
+        "name": repr(checks["op_name"]),
+        "specs": _checks(checks["checks"], "    "),
+        "can_subset": repr(checks["can_subset"]),
+        "required_resource_keys": _set([k for k in checks["required_resource_keys"] if k != "io_manager"]),
+        "op_tags": repr(checks["op_tags"]),
+        "description": repr(checks["description"]) if checks["description"] is not None else None,
+    }
+    return (
+        f"\n\n@dg.multi_asset_check(\n{_arguments(kwargs, '    ')})\n"
+        f"def checks_{index}(context: dg.AssetCheckExecutionContext):\n"
+        "    yield from ()"
     )
 
 
 def _definitions(function_names: list[str], resources: dict[str, Any], executor: dict[str, str] | None,
-                 sensors: list[str], jobs: list[str], schedules: list[str]) -> str:
+                 sensors: list[str], jobs: list[str], schedules: list[str], asset_checks: list[str]) -> str:
     assets = "".join(f"        {name},\n" for name in function_names)
     resource_lines = "".join(
         f"        {key!r}: {resource['class']}("
@@ -296,5 +329,6 @@ def _definitions(function_names: list[str], resources: dict[str, Any], executor:
         + (f"    sensors=[{', '.join(sensors)}],\n" if sensors else "")
         + (f"    jobs=[{', '.join(jobs)}],\n" if jobs else "")
         + (f"    schedules=[{', '.join(schedules)}],\n" if schedules else "")
+        + (f"    asset_checks=[{', '.join(asset_checks)}],\n" if asset_checks else "")
         + ")"
     )

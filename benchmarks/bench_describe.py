@@ -74,7 +74,7 @@ def describe_definitions(defs: dg.Definitions) -> dict[str, Any]:
             "jobs": [_describe_job(job) for job in defs.jobs or []],
             "schedules": [_describe_schedule(schedule) for schedule in defs.schedules or []],
             "sensors": [_describe_sensor(sensor) for sensor in defs.sensors or []],
-            "asset_checks": len(defs.asset_checks or []),
+            "asset_checks": [describe_checks(checks) for checks in defs.asset_checks or []],
             "loggers": sorted(defs.loggers or {}),
             "metadata": {key: repr(value) for key, value in (defs.metadata or {}).items()},
         },
@@ -85,7 +85,8 @@ def _describe_schedule(schedule: dg.ScheduleDefinition) -> dict[str, Any]:
     """A schedule's name, cron, timezone, status and the asset keys it targets."""
     return {"name": schedule.name, "cron_schedule": schedule.cron_schedule,
             "execution_timezone": schedule.execution_timezone, "default_status": schedule.default_status.value,
-            "description": schedule.description, "target_keys": _target_keys(schedule)}
+            "description": schedule.description, "target_keys": _target_keys(schedule),
+            "target_checks": _target_checks(schedule)}
 
 
 def _target_keys(definition: Any) -> list[list[str]] | None:
@@ -93,9 +94,36 @@ def _target_keys(definition: Any) -> list[list[str]] | None:
     from dagster._core.definitions.asset_selection import KeysAssetSelection  # not exported by dagster
 
     targets = definition.targets if hasattr(definition, "targets") else [definition.target]
+    if not targets:
+        return []  # a sensor that requests no runs (it records asset events)
     jobs = [getattr(t.resolvable_to_job, "selection", None) for t in targets]
     selection = jobs[0] if len(jobs) == 1 else None  # `target=AssetSelection` is an anonymous asset job
     return sorted(k.path for k in selection.selected_keys) if isinstance(selection, KeysAssetSelection) else None
+
+
+def _target_checks(definition: Any) -> list[list[Any]] | None:
+    """The literal asset check keys a schedule's target selects, as [asset path, check name]."""
+    from dagster._core.definitions.asset_selection import AssetCheckKeysSelection  # not exported by dagster
+
+    selection = getattr(definition.target.resolvable_to_job, "selection", None)
+    if not isinstance(selection, AssetCheckKeysSelection):
+        return None
+    return sorted([list(k.asset_key.path), k.name] for k in selection.selected_asset_check_keys)
+
+
+def describe_checks(checks_def: dg.AssetChecksDefinition) -> dict[str, Any]:
+    """One `@multi_asset_check`: its op and its check specs."""
+    op = checks_def.op
+    return {
+        "op_name": op.name,
+        "description": op.description,
+        "can_subset": checks_def.can_subset,
+        "required_resource_keys": sorted(op.required_resource_keys),
+        "op_tags": dict(sorted((op.tags or {}).items())),
+        "checks": _describe_checks(checks_def.check_specs),
+        "unsupported": {"pool": op.pool, "retry_policy": repr(op.retry_policy),
+                        "bound_resources": sorted(checks_def.resource_defs)},
+    }
 
 
 def _describe_job(job: Any) -> dict[str, Any]:
@@ -134,10 +162,7 @@ def describe_asset(assets_def: Any) -> dict[str, Any]:
         "required_resource_keys": sorted(op.required_resource_keys),
         "can_subset": assets_def.can_subset,
         "specs": [_describe_spec(spec) for spec in sorted(assets_def.specs, key=lambda s: s.key.path)],
-        "checks": [
-            _describe_check(check)
-            for check in sorted(assets_def.check_specs, key=lambda c: (c.asset_key.path, c.name))
-        ],
+        "checks": _describe_checks(assets_def.check_specs),
         "unsupported": {
             "is_subset": assets_def.is_subset,
             "execution_type": repr(assets_def.execution_type),
@@ -162,6 +187,10 @@ def _describe_spec(spec: dg.AssetSpec) -> dict[str, Any]:
         "metadata": {key: _describe_metadata(value) for key, value in sorted(spec.metadata.items())},
         "unsupported": {name: repr(getattr(spec, name, None)) for name in _UNSUPPORTED_SPEC_FIELDS},
     }
+
+
+def _describe_checks(checks: Any) -> list[dict[str, Any]]:
+    return [_describe_check(check) for check in sorted(checks, key=lambda c: (c.asset_key.path, c.name))]
 
 
 def _describe_check(check: dg.AssetCheckSpec) -> dict[str, Any]:

@@ -1,4 +1,5 @@
-"""`deliver`: the platform's own command line. Runs are started with Dagster's tools."""
+"""`deliver`: the platform's own command line. `run` delivers here, in this process; `promote`,
+`rollback` and `approve` submit runs to the webserver."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import argparse
 import json
 import os
 import sys
+from pathlib import Path
 
 from platform_assets.catalog import Catalog, load_catalog
 from platform_assets.errors import ActionRefused
@@ -35,7 +37,10 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 1 if catalog.errors or problems else 0
 
 
-def _instance():
+def _instance(create: bool = False):
+    """The instance of DAGSTER_HOME; `create` makes a missing one with the local config, as `make dev` does."""
+    import shutil
+
     import dagster as dg
 
     if not os.environ.get("DAGSTER_HOME"):
@@ -43,16 +48,23 @@ def _instance():
             "DAGSTER_HOME is not set: it names the Dagster instance to read "
             f"(`make dev` uses {PROJECT_ROOT / '.dagster_home'})"
         )
+    home = Path(os.environ["DAGSTER_HOME"])
+    if create and not (home / "dagster.yaml").exists():
+        home.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(PROJECT_ROOT / "deploy" / "dagster.local.yaml", home / "dagster.yaml")
     return dg.DagsterInstance.get()
 
 
 def cmd_status(args: argparse.Namespace) -> int:
+    from platform_assets.delivery_actions import deliverable_named
     from platform_assets.status import collect_status, format_table
 
     settings = load_settings()
     catalog = load_catalog(catalog_dir(settings), settings)
+    if args.name:
+        deliverable_named(catalog, args.name)
     with _instance() as instance:
-        rows = collect_status(instance, catalog, settings)
+        rows = collect_status(instance, catalog, settings, args.name)
     if args.json:
         print(json.dumps([row.as_dict() for row in rows], indent=2))
     else:
@@ -63,16 +75,29 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_down(args: argparse.Namespace) -> int:
-    """Stop the local processes of the embedded default (they outlive `make dev` on purpose)."""
-    from resources.local_process import LocalProcessTarget
+    """Stop the local processes of the embedded default (they outlive `make dev` on purpose) and
+    their gateways; each one stopped is recorded as `stopped` on its `live` check."""
+    import getpass
+    import time
 
-    settings = load_settings()
-    envs = [args.env] if args.env else settings.environment_names
-    for env in envs:
-        target = LocalProcessTarget(environment=env)
-        for name in target.deployed_names():
-            if args.name in (None, name) and target.stop(name):
-                print(f"stopped {name} in {env}")
+    from platform_assets.delivery_actions import check_environment
+    from platform_assets.liveness import STOPPED, Live
+    from platform_assets.resources_config import deploy_target
+
+    settings, user = load_settings(), getpass.getuser()
+    if args.env:
+        check_environment(settings, args.env)
+    envs = [settings.environment(args.env)] if args.env else settings.environments
+    with _instance() as instance:
+        for env in (e for e in envs if e.target == "local"):
+            target = deploy_target(settings, env)
+            for name in target.deployed_names():
+                version = (target.current(name) or {}).get("version")
+                if args.name in (None, name) and target.stop(name):
+                    live = Live(STOPPED, time.time(), version, detail=f"stopped by `deliver down` ({user})")
+                    instance.report_runless_asset_event(live.evaluation(name, env.name))
+                    print(f"stopped {name} in {env.name}")
+            target.stop_gateway_if_idle()
     return 0
 
 
@@ -106,11 +131,28 @@ def cmd_approve(args: argparse.Namespace) -> int:
 
     _refuse_as(args)
     settings, catalog = _loaded()
-    tags, who = requester_tags(settings, "approve", args.name, args.env, args.version, args.key)
+    version = args.version or _awaiting(settings, catalog, args.name, args.env)
+    tags, who = requester_tags(settings, "approve", args.name, args.env, version, args.key)
     check_approver(catalog, settings, args.name, args.env, who)
     run_id = submit(settings, {**tags, "platform/trigger": "cli-approve", "platform/deliverable": args.name},
-                    job=APPROVAL_JOB, run_config=approval_run_config(args.name, args.env, args.version))
-    return _submitted(settings, f"approval of {args.name} {args.version} for {args.env} by {who}", run_id, args.wait)
+                    job=APPROVAL_JOB, run_config=approval_run_config(args.name, args.env, version))
+    return _submitted(settings, f"approval of {args.name} {version} for {args.env} by {who}", run_id, args.wait)
+
+
+def _awaiting(settings: PlatformSettings, catalog: Catalog, name: str, env: str) -> str:
+    """The version waiting for `env`: what the previous environment (or evaluate) holds."""
+    from platform_assets.delivery_actions import check_environment, deliverable_named
+    from platform_assets.records import env_key, evaluate_key, latest
+
+    deliverable_named(catalog, name)
+    check_environment(settings, env)
+    previous = settings.previous_environment(env)
+    key = env_key(name, previous) if previous else evaluate_key(name)
+    with _instance() as instance:
+        held = latest(instance, key)
+    if held is None:
+        raise ActionRefused(f"{key.to_user_string()} holds no version of {name} to approve yet")
+    return held.version
 
 
 def _deploy_run(settings: PlatformSettings, action: str, name: str, env: str, version: str | None,
@@ -157,6 +199,32 @@ def _refuse_as(args: argparse.Namespace) -> None:
                             "(--key, PLATFORM_SIGNING_KEY or git's user.signingkey) registered in teams.yaml")
 
 
+def cmd_run(args: argparse.Namespace) -> int:
+    """Deliver NAME (and first whatever upstream it lacks) in this process, stage by stage, with
+    each stage's outcome and reasons; exit 1 when a stage fails."""
+    from platform_assets.delivery_actions import requester_tags
+    from platform_assets.delivery_run import deliver, plan
+
+    settings, catalog = _loaded()
+
+    def tags(name: str, env: str | None) -> dict[str, str]:
+        return requester_tags(settings, "promote", name, env, None, args.key)[0] if env else {}
+
+    with _instance(create=True) as instance:
+        stages = plan(instance, catalog, settings, args.name, args.through)
+        for name in dict.fromkeys(stage.deliverable for stage in stages):
+            mine = [stage for stage in stages if stage.deliverable == name]
+            print(f"{name}: {' -> '.join(s.key.path[-1] for s in mine)} ({mine[0].reason})")
+        failed = False
+        for report in deliver(instance, settings, catalog, stages, tags,
+                              lambda stage: print(f"... {stage.key.to_user_string()}", flush=True), args.verbose):
+            print(report.text(), flush=True)
+            failed = not report.success
+    if failed:
+        print(f"stopped: fix the cause above, then run `deliver run {args.name}` again", file=sys.stderr)
+    return 1 if failed else 0
+
+
 def cmd_history(args: argparse.Namespace) -> int:
     from platform_assets.delivery_actions import deliverable_named, history
 
@@ -198,14 +266,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="deliver", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("validate", help="check platform.yaml and every catalog spec; exit 1 on errors")
-    status = commands.add_parser("status", help="versions per environment, last gates, endpoints")
+    status = commands.add_parser("status", help="per environment: version, live state, stable URL; owner, "
+                                                "lineage, the last gate failure")
+    status.add_argument("name", nargs="?", help="only this deliverable")
     status.add_argument("--json", action="store_true", help="machine-readable output")
     down = commands.add_parser("down", help="stop locally deployed processes")
     down.add_argument("name", nargs="?", help="only this deliverable")
     down.add_argument("--env", help="only this environment")
     approve = commands.add_parser("approve", help="approve a version for a manual environment (a signed run)")
     approve.add_argument("name")
-    approve.add_argument("--version", required=True)
+    approve.add_argument("--version", help="the version (default: the one the previous environment holds)")
     approve.add_argument("--env", required=True)
     promote = commands.add_parser("promote", help="promote to an environment now (a run: gates, approvals apply)")
     promote.add_argument("name")
@@ -218,6 +288,12 @@ def build_parser() -> argparse.ArgumentParser:
         action.add_argument("--wait", action="store_true", help="follow the run and print how it ended")
         action.add_argument("--key", help="the SSH key that signs the request (identity.mode verified)")
         action.add_argument("--as", dest="user", help=argparse.SUPPRESS)
+    run = commands.add_parser("run", help="deliver a deliverable here, stage by stage, with whatever upstream it "
+                                          "still lacks; a summary with the reasons per stage")
+    run.add_argument("name")
+    run.add_argument("--through", help="the last environment to deploy to (default: the last one)")
+    run.add_argument("--key", help="the SSH key that signs each deploy (identity.mode verified)")
+    run.add_argument("--verbose", action="store_true", help="also print Dagster's event log")
     hist = commands.add_parser("history", help="builds, gates, deploys, approvals and rollbacks, newest first")
     hist.add_argument("name")
     hist.add_argument("--limit", type=int, default=100)
@@ -230,7 +306,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 COMMANDS = {"validate": cmd_validate, "status": cmd_status, "down": cmd_down, "approve": cmd_approve,
-            "promote": cmd_promote, "rollback": cmd_rollback, "history": cmd_history, "metrics": cmd_metrics}
+            "promote": cmd_promote, "rollback": cmd_rollback, "run": cmd_run, "history": cmd_history,
+            "metrics": cmd_metrics}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -6,12 +6,15 @@ import dagster as dg
 
 from platform_assets.approval_job import approval_job
 from platform_assets.catalog import load_catalog
-from platform_assets.factory import build_assets
+from platform_assets.drift_check import drift_checks, drift_schedule
+from platform_assets.factory import build_assets, live_checks
+from platform_assets.freshness import freshness_checks, freshness_sensor
 from platform_assets.metrics_asset import delivery_metrics_asset, delivery_metrics_schedule
 from platform_assets.model_safety import forbid_unchecked_loads
 from platform_assets.resources_config import platform_resources
 from platform_assets.settings import PlatformSettings, catalog_dir, load_settings
 from sensors.promotion import promotion_sensor
+from sensors.runtime import runtime_sensor
 from sensors.triggers import trigger_sensors
 
 
@@ -29,15 +32,23 @@ def build_definitions(settings: PlatformSettings | None = None) -> dg.Definition
     settings = settings or load_settings()
     catalog = load_catalog(catalog_dir(settings), settings)
     sensors = trigger_sensors(catalog, settings)
-    if len(catalog) and len(settings.environments) > 1:
+    if len(catalog):  # it also deploys evaluated versions into the first environment
         sensors.append(promotion_sensor(catalog, settings))
+    live = live_checks(catalog, settings)
+    if live is not None:
+        sensors.append(runtime_sensor(catalog, settings))
+    fresh = freshness_checks(catalog, settings)
+    if fresh:
+        sensors.append(freshness_sensor(fresh, settings))
+    drift = drift_checks(catalog, settings)
     return dg.Definitions(
         assets=[*build_assets(settings, catalog), delivery_metrics_asset(catalog, settings)],
+        asset_checks=[*([live] if live is not None else []), *fresh, *([drift] if drift else [])],
         resources=platform_resources(settings),
         executor=executor(settings),
         sensors=sensors,
         jobs=[approval_job(catalog, settings)],
-        schedules=[delivery_metrics_schedule()],
+        schedules=[delivery_metrics_schedule(), *([drift_schedule(drift, settings)] if drift else [])],
     )
 
 

@@ -22,6 +22,7 @@ from platform_assets.identity.requester import OS_USER_TAG, registry, verified_r
 from platform_assets.identity.requests import SignedRequest
 from platform_assets.identity.signatures import SignatureError, sign, signer_of, signing_key
 from platform_assets.records import (
+    KEPT,
     build_key,
     deploy_history,
     env_key,
@@ -128,8 +129,9 @@ class HistoryEntry:
 
 def history(instance: dg.DagsterInstance, catalog: Catalog, settings: PlatformSettings, name: str,
             limit: int = 100) -> list[HistoryEntry]:
-    """Builds, gate results, deploys, failed deploys, approvals (and those that do not count) and
-    rollbacks, newest first; events reported by hand are listed as ignored."""
+    """Builds, gate results, deploys, failed deploys (and the `kept` record of what still served),
+    approvals (and those that do not count) and rollbacks, newest first; events reported by hand
+    are listed as ignored."""
     deliverable_named(catalog, name)
     teams = registry(settings)
     keys = [build_key(name), evaluate_key(name), *(env_key(name, env) for env in settings.environment_names)]
@@ -180,8 +182,13 @@ def _materialization_entry(stage: str, record: Any) -> HistoryEntry | None:
         failed = metadata.get("failed_gates") or []
         detail = "gates passed" if metadata.get("gates_passed") else f"gates failed: {', '.join(failed)}"
         return HistoryEntry(record.timestamp, asset, "evaluate", deployed.version, detail)
-    event = "rollback" if metadata.get("rollback_from") is not None else "deploy"
     detail = "healthy" if metadata.get("healthy") else "UNHEALTHY"
+    if metadata.get(KEPT):  # a deploy that changed nothing: what still serves, and why
+        attempted = metadata.get("attempted_version")
+        why = _one_line(str(metadata.get("reason", "")))
+        return HistoryEntry(record.timestamp, asset, "kept", deployed.version,
+                            f"{detail}, still serving; {attempted or 'nothing'} not deployed: {why}")
+    event = "rollback" if metadata.get("rollback_from") is not None else "deploy"
     if event == "rollback":
         detail += f", from {metadata['rollback_from']}"
     trigger = metadata.get("trigger")

@@ -24,7 +24,7 @@ from typing import Any
 import dagster as dg
 
 from platform_assets.catalog import Catalog
-from platform_assets.records import observed, recorded
+from platform_assets.records import KEPT, observed, recorded
 from platform_assets.settings import PlatformSettings
 
 DAY_S = 86400.0
@@ -82,7 +82,8 @@ def prod_events(instance: dg.DagsterInstance, catalog: Catalog, settings: Platfo
             continue
         if stage == "build":
             build_runs.setdefault((name, deployed.version), record.event_log_entry.run_id)
-        elif stage == last and record.timestamp >= since:
+        elif stage == last and record.timestamp >= since and not deployed.metadata.get(KEPT):
+            # a `kept` record restates what still serves; its failed attempt is observed apart
             if deployed.metadata.get("healthy") is not True:
                 state = "unhealthy"
             else:

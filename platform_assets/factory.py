@@ -12,12 +12,14 @@ import dagster as dg
 from platform_assets.catalog import Catalog, load_catalog
 from platform_assets.compute import ComputeTags, step_compute
 from platform_assets.handlers import HANDLERS, get_handler
-from platform_assets.records import HEALTHY, build_key, env_key, evaluate_key, target_resource_key
+from platform_assets.liveness import live_check_specs, live_key, served
+from platform_assets.records import HEALTHY, LAST_DEPLOY, build_key, env_key, evaluate_key, target_resource_key
 from platform_assets.settings import PlatformSettings, catalog_dir
 from platform_assets.specs import Deliverable
 from platform_assets.stages import run_build, run_deploy, run_evaluate
 
 CATALOG_KEY = dg.AssetKey(["platform", "catalog"])
+LIVE_CHECKS = "platform_live"
 CATALOG_CHECK = "specs_valid"
 PLATFORM_GROUP = "platform"
 
@@ -120,9 +122,13 @@ def deliverable_assets(
                 "deploy",
                 [upstream],
                 [dg.AssetCheckSpec(HEALTHY, asset=key, blocking=True,
-                                   description=f"{name} answers its health check in {env}")],
+                                   description=f"{name} answers its health check in {env}"),
+                 dg.AssetCheckSpec(LAST_DEPLOY, asset=key, description=(
+                     f"the last deploy to {env} took effect; when it did not, the version that still serves is "
+                     "restated (`kept`) and this check says why"))],
                 _deploy_body(deliverable, settings, env),
-                f"{name} deployed in {env} ({spec.policy(env).mode} promotion)",
+                f"{name} in {env} ({spec.policy(env).mode} promotion): the version serving there is `version` in "
+                "the latest materialization; `last_deploy` says whether the last attempt took effect",
                 {*needs, target_resource_key(env)},
             )
         )
@@ -193,3 +199,30 @@ def build_assets(settings: PlatformSettings, catalog: Catalog | None = None) -> 
     for deliverable in catalog:
         assets.extend(deliverable_assets(deliverable, settings, compute_tags))
     return assets
+
+
+def live_checks(catalog: Catalog, settings: PlatformSettings) -> dg.AssetChecksDefinition | None:
+    """The non-blocking `live` check of every environment of every deliverable that serves, in one
+    definition: the runtime sensor records it, so deploy runs never do. Executing it (from the UI)
+    probes the selected deployments now, without restarting anything."""
+    owners = served(catalog)
+    pairs = [(name, env) for name in owners for env in settings.environment_names]
+    if not pairs:
+        return None
+
+    @dg.multi_asset_check(
+        specs=live_check_specs(pairs), name=LIVE_CHECKS, can_subset=True,
+        description="Whether each deployment runs: probed now (the platform_runtime sensor records it every tick)",
+        required_resource_keys={target_resource_key(env) for env in settings.environment_names},
+        # Sized and placed like a deploy step: on Kubernetes its account may read the Deployments.
+        op_tags=ComputeTags(settings)(settings.default_compute, "deploy"),
+    )
+    def _live(context: dg.AssetCheckExecutionContext) -> Iterator[dg.AssetCheckResult]:
+        from platform_assets.runtime_probes import probe_now
+
+        wanted = [(name, env) for name, env in pairs if live_key(name, env) in context.selected_asset_check_keys]
+        targets = {env: getattr(context.resources, target_resource_key(env)) for env in settings.environment_names}
+        for name, env, live in probe_now(context.instance, settings, targets, owners, wanted):
+            yield live.result(name, env)
+
+    return _live

@@ -7,12 +7,22 @@ exits if the model cannot be loaded, which is what makes a failed load roll the 
 loads only a skops model whose types are in the trusted list its deployer put in
 PLATFORM_TRUSTED_TYPES (`model_safety.py`), with MLflow's pickle deserialization switched off,
 and answers `/predict` only to its own (model, environment) token.
+
+It keeps the latest served rows and their predictions in a ring buffer (PLATFORM_SAMPLE_ROWS, a
+few thousand) for the platform's `drift` check, which reads it from `GET /-/sample` with a token
+only the platform holds (PLATFORM_SAMPLE_TOKEN): the callers' token does not open it, since the
+sample holds other callers' inputs. An endpoint rather than a file, because the platform reads
+it the same way from a local process and from a pod whose filesystem no step can see; a ring
+buffer rather than a reservoir, because drift is about what is served now, and a sample over the
+server's whole life would dilute a recent shift. A restart starts an empty sample.
 """
 
 from __future__ import annotations
 
 import os
 import secrets
+import threading
+from collections import deque
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -23,11 +33,32 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
 
 from platform_assets.model_safety import forbid_unchecked_loads, load_version, trusted_from_env
-from platform_assets.model_token import SERVER_TOKEN_ENV
+from platform_assets.model_token import SAMPLE_ROWS_ENV, SAMPLE_TOKEN_ENV, SERVER_TOKEN_ENV
+from platform_assets.serving_metrics import SAMPLE_PATH
 
 MODEL_NAME_ENV = "MODEL_NAME"
 MODEL_ALIAS_ENV = "MODEL_ALIAS"
 TOKEN_ENV = SERVER_TOKEN_ENV
+DEFAULT_SAMPLE_ROWS = 5000
+
+
+class ServedSample:
+    """The latest `capacity` served rows and their predictions; appended from the request threads."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self.served = 0
+        self._rows: deque[tuple[dict[str, Any], Any]] = deque(maxlen=capacity)
+        self._lock = threading.Lock()
+
+    def add(self, rows: list[dict[str, Any]], predictions: list[Any]) -> None:
+        with self._lock:
+            self._rows.extend(zip(rows, predictions, strict=True))
+            self.served += len(rows)
+
+    def read(self) -> tuple[list[dict[str, Any]], list[Any], int]:
+        with self._lock:
+            return [row for row, _ in self._rows], [p for _, p in self._rows], self.served
 
 
 @dataclass
@@ -45,6 +76,15 @@ class PredictRequest(BaseModel):
 class PredictResponse(BaseModel):
     model: str
     version: str
+    predictions: list[Any]
+
+
+class Sample(BaseModel):
+    model: str
+    version: str
+    capacity: int
+    served_rows: int = Field(description="rows served since the server started")
+    rows: list[dict[str, Any]]
     predictions: list[Any]
 
 
@@ -76,6 +116,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     forbid_unchecked_loads()
     app.state.loaded = load(os.environ[MODEL_NAME_ENV], os.environ[MODEL_ALIAS_ENV],
                             os.environ.get("PLATFORM_VERSION"))
+    app.state.sample = ServedSample(int(os.environ.get(SAMPLE_ROWS_ENV) or DEFAULT_SAMPLE_ROWS))
     yield
 
 
@@ -83,11 +124,20 @@ app = FastAPI(title="platform model server", lifespan=lifespan)
 bearer = HTTPBearer(auto_error=False)
 
 
-def authorized(credentials: HTTPAuthorizationCredentials | None = Depends(bearer)) -> None:
-    expected = os.environ[TOKEN_ENV]
-    if credentials is None or not secrets.compare_digest(credentials.credentials.encode(), expected.encode()):
+def _require(credentials: HTTPAuthorizationCredentials | None, expected: str) -> None:
+    if (credentials is None or not expected
+            or not secrets.compare_digest(credentials.credentials.encode(), expected.encode())):
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, "a valid bearer token is required",
                             headers={"WWW-Authenticate": "Bearer"})
+
+
+def authorized(credentials: HTTPAuthorizationCredentials | None = Depends(bearer)) -> None:
+    _require(credentials, os.environ[TOKEN_ENV])
+
+
+def platform_only(credentials: HTTPAuthorizationCredentials | None = Depends(bearer)) -> None:
+    """The platform's own token for this (model, environment); unset, nothing opens the sample."""
+    _require(credentials, os.environ.get(SAMPLE_TOKEN_ENV, ""))
 
 
 @app.get("/health", response_model=Health)
@@ -108,4 +158,14 @@ def predict(request: PredictRequest) -> PredictResponse:
     except Exception as exc:  # schema enforcement and model errors are the caller's input problem
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, f"{type(exc).__name__}: {exc}") from exc
     predictions = output.tolist() if hasattr(output, "tolist") else list(output)
+    app.state.sample.add(request.dataframe_records, predictions)
     return PredictResponse(model=loaded.name, version=loaded.version, predictions=predictions)
+
+
+@app.get(SAMPLE_PATH, response_model=Sample, dependencies=[Depends(platform_only)])
+def sample() -> Sample:
+    loaded: Loaded = app.state.loaded
+    served: ServedSample = app.state.sample
+    rows, predictions, count = served.read()
+    return Sample(model=loaded.name, version=loaded.version, capacity=served.capacity, served_rows=count,
+                  rows=rows, predictions=predictions)

@@ -10,9 +10,11 @@ generated per pair and stored, because:
 - rotating the master rotates every pair at once (the next deploys pick the new values up).
 
 The master never leaves the platform: deploys hand each model server and each consumer its pair's
-token only. Production sets the master from a secret; the embedded default generates one on first
-use into the state folder (readable by its owner only), so `make dev` serves authenticated
-endpoints without any set-up.
+token only. `sample_token` is a second token per pair that only the platform and the server hold:
+it opens the server's sample of served inputs (`/-/sample`), which callers must not read.
+Production sets the master from a secret; the embedded default generates one on first use into the
+state folder (readable by its owner only), so `make dev` serves authenticated endpoints without
+any set-up.
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ from platform_assets.settings import PlatformSettings, state_dir
 TOKEN_FILE = Path("secrets") / "model-token"
 SERVER_TOKEN_ENV = "PLATFORM_MODEL_TOKEN"  # where a model server process reads its own pair's token
 SECRET_KEY = "token"  # the key of a per-pair Kubernetes Secret
+SAMPLE_TOKEN_ENV = "PLATFORM_SAMPLE_TOKEN"  # the server's copy of the platform's sample token
+SAMPLE_ROWS_ENV = "PLATFORM_SAMPLE_ROWS"  # how many served rows the server keeps
 
 
 def token_file() -> Path:
@@ -56,6 +60,16 @@ def model_token(settings: PlatformSettings, model: str, env: str) -> str:
     return base64.urlsafe_b64encode(digest).decode().rstrip("=")
 
 
+def sample_token(settings: PlatformSettings, model: str, env: str) -> str:
+    """The platform's token for the served sample of `model` in `env` (never given to a caller)."""
+    return model_token(settings, f"served-sample\0{model}", env)  # no model name holds a NUL
+
+
 def token_secret_name(settings: PlatformSettings, model: str, env: str) -> str:
     """The Kubernetes Secret holding that pair's token, in the namespace of each pod that reads it."""
     return settings.model_serving.token_secret.format(model=model, env=env)
+
+
+def sample_secret_name(settings: PlatformSettings, model: str, env: str) -> str:
+    """The Secret holding that pair's sample token, in the model server's namespace only."""
+    return token_secret_name(settings, model, env) + "-sample"

@@ -16,6 +16,9 @@ import dagster as dg
 from platform_assets.handlers.base import Deployed
 
 HEALTHY = "healthy"
+LAST_DEPLOY = "last_deploy"  # non-blocking check: did the last deploy of this environment take effect
+KEPT = "kept"  # on a record that restates what still serves after a deploy that changed nothing
+LAST_UPDATED = "dagster/last_updated_timestamp"  # what freshness checks read instead of the record's time
 ROLLBACK_TAG = "platform/rollback_to"
 TRIGGER_TAG = "platform/trigger"
 SCAN_LIMIT = 200  # how far back a read looks for a record (of a version) before giving up
@@ -33,6 +36,12 @@ def env_key(name: str, env: str) -> dg.AssetKey:
     return dg.AssetKey([name, env])
 
 
+def deploy_check_keys(name: str, env: str) -> list[dg.AssetCheckKey]:
+    """The checks a deploy step itself yields. Deploy runs name them, so they leave out the checks
+    other steps run on the same asset (freshness), which a failed deploy would leave unexecuted."""
+    return [dg.AssetCheckKey(env_key(name, env), check) for check in (HEALTHY, LAST_DEPLOY)]
+
+
 def target_resource_key(env: str) -> str:
     return f"deploy_target_{env.replace('-', '_')}"
 
@@ -42,7 +51,9 @@ def recorded(event: dg.EventLogEntry | None) -> Deployed | None:
     if event is None or event.asset_materialization is None or not event.run_id:
         return None
     metadata = {k: v.value for k, v in event.asset_materialization.metadata.items()}
-    return Deployed(version=str(metadata["version"]), metadata=metadata) if "version" in metadata else None
+    if "version" not in metadata:
+        return None
+    return Deployed(version=str(metadata["version"]), metadata=metadata, recorded_at=event.timestamp)
 
 
 def observed(record: dg.EventLogRecord) -> dict[str, Any]:

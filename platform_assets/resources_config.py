@@ -49,7 +49,8 @@ def artifact_store(settings: PlatformSettings) -> ArtifactStore:
 def deploy_target(settings: PlatformSettings, env: Environment) -> Any:
     """The target named by `environments[].target`: local processes, a cluster, or a GitOps repository."""
     if env.target == "local":
-        return LocalProcessTarget(environment=env.name)
+        return LocalProcessTarget(environment=env.name, gateway_port=env.gateway_port,
+                                  drain_timeout_s=settings.runtime.drain_timeout_s)
     common = {"environment": env.name, "namespace": env.namespace or "", "registry": env.registry or "",
               "run_as_user": settings.execution.kubernetes.run_as_user}
     if env.target == "kubernetes":

@@ -6,6 +6,7 @@ Prometheus' text format with three metrics: `platform_http_requests_total` (labe
 the gauge `platform_http_requests_in_flight`. Prometheus scrapes them on Kubernetes; locally the
 runtime sensor and the post-deploy verification read them here. Rates and quantiles come from the
 difference of two scrapes, as Prometheus' `rate()` and `histogram_quantile()` compute them.
+`served_command` is how a deploy starts an app behind the wrapper (platform_assets/serving.py).
 """
 
 from __future__ import annotations
@@ -17,11 +18,20 @@ import urllib.request
 from dataclasses import dataclass
 
 METRICS_PATH = "/-/metrics"
+SAMPLE_PATH = "/-/sample"  # a model server's sample of served rows, for the platform's drift check
 REQUESTS = "platform_http_requests_total"
 DURATION = "platform_http_request_duration_seconds"
 IN_FLIGHT = "platform_http_requests_in_flight"
+SERVED_APP_ENV = "PLATFORM_SERVED_APP"  # the app the wrapper serves, as module:attribute
+WRAPPER = "platform_assets.serving:from_env"
 # Latency buckets (seconds): fine below 100 ms, where a web endpoint's p50 lives.
 BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+def served_command(python: str, app: str, host: str, port: str) -> tuple[list[str], dict[str, str]]:
+    """The command and environment that serve `app` (module:attribute) with uvicorn behind the wrapper."""
+    return ([python, "-m", "uvicorn", "--factory", WRAPPER, "--host", host, "--port", port],
+            {SERVED_APP_ENV: app})
 
 
 @dataclass(frozen=True)
@@ -56,7 +66,7 @@ def _ms(seconds: float | None) -> float | None:
     return None if seconds is None else round(seconds * 1000, 2)
 
 
-PLATFORM_ROUTES = frozenset({METRICS_PATH, "/health"})
+PLATFORM_ROUTES = frozenset({METRICS_PATH, SAMPLE_PATH, "/health"})
 
 
 def parse(text: str, at: float | None = None) -> Snapshot:

@@ -14,7 +14,9 @@ from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from platform_assets.specs import cron
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -50,6 +52,9 @@ class Environment(_Strict):
     gitops_repo: str | None = None
     gitops_push: bool = False
     rollout_timeout_s: float = Field(default=600.0, gt=0)
+    # The local gateway's port: every deliverable of this environment is served at
+    # http://127.0.0.1:<gateway_port>/<name>. Unset: a free port chosen once and kept in the state folder.
+    gateway_port: int | None = Field(default=None, ge=1024, le=65535)
 
     @model_validator(mode="after")
     def _target_settings(self) -> Environment:
@@ -221,6 +226,8 @@ class ModelsConfig(_Strict):
     """
 
     trusted_types: list[TypeName] = Field(default_factory=list)
+    # When the `drift` check of every served model runs (cron, UTC): platform_assets/drift_check.py.
+    drift_schedule: Annotated[str, AfterValidator(cron)] = "*/30 * * * *"
 
 
 class ArtifactsConfig(_Strict):
@@ -282,6 +289,25 @@ class AutomationConfig(_Strict):
     sensor_interval_s: int = Field(default=30, ge=1, le=3600)
 
 
+class RuntimeConfig(_Strict):
+    """How the runtime sensor supervises what runs (docs/platform-operator.md, "Supervision").
+
+    A dead local process is restarted at once, then after `backoff_s`, twice that, ... (at most
+    `backoff_max_s`); after `max_restarts` restarts within `restart_window_s` it is left `down`
+    until the next deploy. The `live` check is recorded when a state changes and, for what exposes
+    `/-/metrics`, every `record_every_s` with the request figures since the previous record.
+    """
+
+    max_restarts: int = Field(default=3, ge=0, le=100)
+    restart_window_s: int = Field(default=600, ge=10)
+    backoff_s: float = Field(default=5.0, ge=0)
+    backoff_max_s: float = Field(default=120.0, ge=0)
+    record_every_s: int = Field(default=300, ge=1)
+    probe_timeout_s: float = Field(default=2.0, gt=0, le=30)
+    # How long a deploy waits for the requests in flight to the old version before stopping it.
+    drain_timeout_s: float = Field(default=30.0, ge=0, le=600)
+
+
 IdentityMode = Literal["os-user", "verified"]
 IDENTITY_MODES: tuple[str, ...] = ("os-user", "verified")
 
@@ -322,6 +348,7 @@ class PlatformSettings(_Strict):
     artifacts: ArtifactsConfig = ArtifactsConfig()
     reports: ReportsConfig = ReportsConfig()
     automation: AutomationConfig = AutomationConfig()
+    runtime: RuntimeConfig = RuntimeConfig()
     identity: IdentityConfig = IdentityConfig()
     default_compute: str = "cpu-small"
     compute_profiles: dict[str, ComputeProfile]
@@ -334,6 +361,9 @@ class PlatformSettings(_Strict):
             raise ValueError("environments: at least one environment is required (e.g. staging, prod)")
         if len(set(names)) != len(names):
             raise ValueError(f"environments: names must be unique, got {names}")
+        ports = [e.gateway_port for e in self.environments if e.gateway_port is not None]
+        if len(set(ports)) != len(ports):
+            raise ValueError(f"environments: each gateway_port must be different, got {ports}")
         if self.default_compute not in self.compute_profiles:
             raise ValueError(
                 f"default_compute: '{self.default_compute}' is not a profile in compute_profiles "

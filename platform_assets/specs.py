@@ -30,6 +30,16 @@ def duration_s(value: Any) -> Any:
 Seconds = Annotated[float, BeforeValidator(duration_s), Field(gt=0)]
 
 
+def cron(value: str) -> str:
+    """A cron expression of five fields (UTC), or a ValueError saying how to write one."""
+    from croniter import croniter
+
+    if len(value.split()) != 5 or not croniter.is_valid(value):
+        raise ValueError(f"'{value}' is not a cron expression; write five fields (minute hour day month "
+                         "weekday, UTC), e.g. '0 3 * * *' for 03:00 every day")
+    return value
+
+
 class StrictModel(BaseModel):
     """Unknown keys are errors: a typo in a spec must not be silently ignored."""
 
@@ -63,12 +73,7 @@ class DeliverableSpec(StrictModel):
     @field_validator("schedule")
     @classmethod
     def _cron(cls, value: str | None) -> str | None:
-        from croniter import croniter
-
-        if value is not None and (len(value.split()) != 5 or not croniter.is_valid(value)):
-            raise ValueError(f"'{value}' is not a cron expression; write five fields (minute hour day month "
-                             "weekday, UTC), e.g. '0 3 * * *' for 03:00 every day")
-        return value
+        return value if value is None else cron(value)
 
     def policy(self, env: str) -> Promotion:
         return self.promotion.get(env, Promotion())

@@ -27,7 +27,11 @@ from platform_assets.identity.requester import (
     registry,
     verified_requester,
 )
+from platform_assets.post_deploy import post_deploy_check
 from platform_assets.records import (
+    KEPT,
+    LAST_DEPLOY,
+    LAST_UPDATED,
     ROLLBACK_TAG,
     TRIGGER_TAG,
     build_key,
@@ -42,6 +46,11 @@ from platform_assets.records import (
 from platform_assets.settings import PlatformSettings
 from platform_assets.specs import Deliverable
 from resources.deploy_target import DeployFailed, DeployTarget
+
+ERROR, WARN = dg.AssetCheckSeverity.ERROR, dg.AssetCheckSeverity.WARN
+LOG_LINES = 10  # lines of a failed start's log in the step's failure message
+# What a `kept` record does not restate from the record it keeps: it says who asked now, and why.
+RESTATED = frozenset({"rollback_from", "trigger", "requested_by", KEPT, "attempted_version", "reason"})
 
 
 def _stage_context(
@@ -140,42 +149,36 @@ def run_deploy(context: dg.AssetExecutionContext, deliverable: Deliverable, sett
     """Deploy the version recorded upstream: evaluated (first env) or healthy in the previous env.
 
     Everything from choosing the version to the record happens under the environment's deploy
-    lock, so concurrent deploys of one environment run one after the other."""
+    lock, so concurrent deploys of one environment run one after the other. A deploy that changes
+    nothing (refused, or the new version did not start) while an earlier version serves restates
+    that version (`kept`) with a failed `last_deploy` check saying why, then fails the run: the
+    environment is not shown as down, and the run still asks for a person's attention."""
     name = deliverable.name
     rollback_to = context.run.tags.get(ROLLBACK_TAG)
     requester = _authorized(context, deliverable, settings, env, rollback_to)
     target: DeployTarget = getattr(context.resources, target_resource_key(env))
+    ctx = _stage_context(context, deliverable, settings)
+    handler = get_handler(deliverable.kind)
     with target.lock(name, f"run {context.run_id}", context.log.info):
-        candidate, source_key = _candidate(context.instance, deliverable, settings, env, rollback_to)
-        context.log.info(f"deploy lock held: {name} {candidate.version} to {env}")
-        if rollback_to is None:
-            _require_approval(context.instance, deliverable, settings, env, candidate.version)
         serving = latest(context.instance, env_key(name, env))
-        ctx = _stage_context(context, deliverable, settings)
-        handler = get_handler(deliverable.kind)
-        record = _stored_build(ctx, candidate.version)
+        attempted = None
         try:
-            deployment = handler.deploy(ctx, candidate.version, record, target)
-        except DeployFailed as exc:
-            kept = latest(context.instance, env_key(name, env))
-            details = {
-                "event": "deploy_failed",
-                "attempted_version": candidate.version,
-                "serving_version": kept.version if kept else None,
-                "reason": str(exc),
-                "requested_by": requester.describe(),
-                **_plain(exc.metadata),
-            }
-            context.log_event(dg.AssetObservation(asset_key=env_key(name, env), metadata=details))
-            raise dg.Failure(
-                f"{exc}. Nothing changed: {env} keeps serving {kept.version if kept else 'nothing'}.",
-                metadata=details,
-            ) from exc
-        health = handler.verify(ctx, deployment, target)
+            candidate, source_key = _candidate(context.instance, deliverable, settings, env, rollback_to)
+            attempted = candidate.version
+            context.log.info(f"deploy lock held: {name} {attempted} to {env}")
+            if rollback_to is None:
+                _require_approval(context.instance, deliverable, settings, env, attempted)
+            deployment = handler.deploy(ctx, attempted, _stored_build(ctx, attempted), target)
+        except (DeployFailed, dg.Failure) as exc:
+            failure = _deploy_failure(context, env, attempted, serving, exc, requester)
+            if serving is not None:
+                yield _kept(context, ctx, target, env, serving, attempted, failure, requester)
+            raise failure from exc
+        health = post_deploy_check(ctx, handler, deployment, target)
         if not health.passed and rollback_to is None:
-            _roll_back_unhealthy(context, ctx, env, candidate.version, health, requester)
+            _roll_back_unhealthy(context, ctx, env, attempted, health, requester)
         metadata: dict[str, Any] = {
-            "version": candidate.version,
+            "version": attempted,
             "environment": env,
             "healthy": health.passed,
             "promoted_from": source_key.to_user_string(),
@@ -183,14 +186,68 @@ def run_deploy(context: dg.AssetExecutionContext, deliverable: Deliverable, sett
             "requested_by": requester.describe(),
             **({"rollback_from": serving.version if serving else None} if rollback_to else {}),
             **_plain({k: v for k, v in deployment.items() if k != "version"}),
+            **_plain({k: v for k, v in health.metadata.items() if k == "slo"}),
         }
-        if deployment.get("url"):
-            metadata["url"] = dg.MetadataValue.url(deployment["url"])
+        done = (f"{name} {attempted} deployed to {env} and healthy" if health.passed else
+                f"{name} {attempted} deployed to {env} but NOT healthy ({health.summary}); nothing healthy ran "
+                f"there before to restore")
         yield dg.MaterializeResult(
-            metadata=metadata,
-            check_results=[_check_result(health)],
-            data_version=dg.DataVersion(candidate.version),
+            metadata=_record_metadata(metadata),
+            check_results=[_check_result(health), _check_result(GateResult(LAST_DEPLOY, health.passed, done))],
+            data_version=dg.DataVersion(attempted),
         )
+
+
+def _deploy_failure(context: dg.AssetExecutionContext, env: str, attempted: str | None, serving: Deployed | None,
+                    exc: Exception, requester: Requester) -> dg.Failure:
+    """The step's failure: a refusal as it is; a version that did not start is also recorded as an
+    `event: deploy_failed` observation, with the last lines of its log in the message."""
+    if isinstance(exc, dg.Failure):
+        return exc
+    details = {
+        "event": "deploy_failed",
+        "attempted_version": attempted,
+        "serving_version": serving.version if serving else None,
+        "reason": str(exc),
+        "requested_by": requester.describe(),
+        **_plain(exc.metadata),
+    }
+    message = f"{exc}. Nothing changed: {env} keeps serving {serving.version if serving else 'nothing'}."
+    tail = [line for line in str(exc.metadata.get("log_tail", "")).splitlines() if line.strip()][-LOG_LINES:]
+    if tail:  # indented: a code block where the UI renders the reason as markdown
+        message += f"\nLast lines of its log ({exc.metadata.get('log', 'log')}):\n\n" + "\n".join(
+            f"    {line}" for line in tail)
+    context.log_event(dg.AssetObservation(asset_key=context.asset_key, description=message, metadata=details))
+    return dg.Failure(message, metadata=details)
+
+
+def _kept(context: dg.AssetExecutionContext, ctx: StageContext, target: DeployTarget, env: str, serving: Deployed,
+          attempted: str | None, failure: dg.Failure, requester: Requester) -> dg.MaterializeResult:
+    """The record of a deploy that changed nothing: what still serves, checked again, marked `kept`,
+    with the failure as the `last_deploy` check. Its update time stays the kept version's, so
+    freshness checks do not mistake it for new data."""
+    health = get_handler(ctx.deliverable.kind).verify(ctx, dict(serving.metadata), target)
+    reason = failure.description or "the deploy failed"
+    metadata = {k: v for k, v in serving.metadata.items() if k not in RESTATED}
+    metadata.update({
+        "healthy": health.passed, "trigger": context.run.tags.get(TRIGGER_TAG, "manual"),
+        "requested_by": requester.describe(), KEPT: True, "attempted_version": attempted, "reason": reason,
+        LAST_UPDATED: dg.MetadataValue.timestamp(float(serving.metadata.get(LAST_UPDATED) or serving.recorded_at or 0)),
+    })
+    context.log.warning(f"{env} keeps serving {serving.version}: {reason}")
+    return dg.MaterializeResult(
+        metadata=_record_metadata(metadata),
+        check_results=[_check_result(health), _check_result(GateResult(LAST_DEPLOY, False, reason), WARN)],
+        data_version=dg.DataVersion(serving.version),
+    )
+
+
+def _record_metadata(metadata: dict[str, Any]) -> dict[str, Any]:
+    """A deploy record's metadata, `version` first (the UI lists it in this order), the URL as a link."""
+    plain = _plain({"version": metadata["version"], **metadata})
+    if isinstance(metadata.get("url"), str) and metadata["url"] != "none":
+        plain["url"] = dg.MetadataValue.url(metadata["url"])
+    return plain
 
 
 def _authorized(context: dg.AssetExecutionContext, deliverable: Deliverable, settings: PlatformSettings, env: str,
@@ -261,7 +318,8 @@ def _roll_back_unhealthy(context: dg.AssetExecutionContext, ctx: StageContext, e
     previous = next((d for d in deploy_history(context.instance, name, env)
                      if d.version != version and d.metadata.get("healthy") is True), None)
     failure = {"event": "deploy_unhealthy", "attempted_version": version, "reason": health.summary,
-               "restored_version": None, "requested_by": requester.describe()}
+               "restored_version": None, "requested_by": requester.describe(),
+               **_plain({k: v for k, v in health.metadata.items() if k == "slo"})}
     restored = None
     if previous is not None:
         handler = get_handler(ctx.deliverable.kind)
@@ -275,14 +333,21 @@ def _roll_back_unhealthy(context: dg.AssetExecutionContext, ctx: StageContext, e
     if previous is None or restored is None:
         return
     check = handler.verify(ctx, restored, target)
-    context.log_event(dg.AssetMaterialization(asset_key=env_key(name, env), metadata=_plain({
-        **{k: v for k, v in restored.items() if k != "version"}, "version": previous.version, "environment": env,
+    key = env_key(name, env)
+    context.log_event(dg.AssetMaterialization(asset_key=key, metadata=_record_metadata({
+        "version": previous.version, **{k: v for k, v in restored.items() if k != "version"}, "environment": env,
         "healthy": check.passed, "rollback_from": version, "trigger": "auto-rollback",
         "requested_by": requester.describe(),
     })))
-    raise dg.Failure(f"{name} {version} deployed to {env} but is not healthy ({health.summary}); rolled back "
-                     f"to {previous.version}, which is {'healthy' if check.passed else 'NOT healthy either'}",
-                     metadata=failure)
+    message = (f"{name} {version} deployed to {env} but is not healthy ({health.summary}); rolled back to "
+               f"{previous.version}, which is {'healthy' if check.passed else 'NOT healthy either'}")
+    # A run keeps one result per check: the restored version's, saying what the attempt measured.
+    restored_check = GateResult(
+        check.name, check.passed, f"{check.summary} (restored: {version} was not healthy: {health.summary})",
+        {**check.metadata, "rolled_back": {"version": version, "reason": health.summary, **health.metadata}})
+    for gate, severity in ((restored_check, ERROR), (GateResult(LAST_DEPLOY, False, message), WARN)):
+        context.log_event(_check_evaluation(key, gate, severity))
+    raise dg.Failure(message, metadata=failure)
 
 
 def _healthy_before(instance: dg.DagsterInstance, name: str, env: str, version: str) -> Deployed:
@@ -321,13 +386,21 @@ def _stored_build(ctx: StageContext, version: str) -> dict[str, Any]:
     return record
 
 
-def _check_result(gate: GateResult) -> dg.AssetCheckResult:
-    return dg.AssetCheckResult(
-        check_name=gate.name,
-        passed=gate.passed,
-        description=gate.summary,
-        metadata={"summary": gate.summary, **_plain(gate.metadata)},
-    )
+def _check_evaluation(key: dg.AssetKey, gate: GateResult,
+                      severity: dg.AssetCheckSeverity = ERROR) -> dg.AssetCheckEvaluation:
+    """A check result logged on its own (a step that fails after it still leaves it in the log)."""
+    return dg.AssetCheckEvaluation(asset_key=key, check_name=gate.name, passed=gate.passed, description=gate.summary,
+                                   metadata=_check_metadata(gate), severity=severity)
+
+
+def _check_result(gate: GateResult, severity: dg.AssetCheckSeverity = ERROR) -> dg.AssetCheckResult:
+    """A gate as an asset check: its summary is the description the UI shows beside the check."""
+    return dg.AssetCheckResult(check_name=gate.name, passed=gate.passed, description=gate.summary,
+                               metadata=_check_metadata(gate), severity=severity)
+
+
+def _check_metadata(gate: GateResult) -> dict[str, Any]:
+    return {"summary": gate.summary, **_plain(gate.metadata)}
 
 
 def _plain(values: dict[str, Any]) -> dict[str, Any]:

@@ -1,15 +1,29 @@
-"""What runs where: the versions each environment serves, read from the Dagster event log."""
+"""What runs where: per deliverable and environment the version, whether it is live and its
+stable address, read from the Dagster event log in two batched queries (the latest records, the
+latest `live` evaluations), plus the lineage from the catalog."""
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import dagster as dg
 
 from platform_assets.catalog import Catalog
+from platform_assets.liveness import STOPPED, latest_live
 from platform_assets.records import env_key, evaluate_key, latest_records
 from platform_assets.settings import PlatformSettings
+
+
+@dataclass
+class EnvironmentStatus:
+    version: str | None = None
+    live: str | None = None  # the latest `live` evaluation: up, restarting, down, stopped (None: not recorded)
+    since: str | None = None
+    restarts: int | None = None
+    live_detail: str | None = None
+    url: str | None = None  # the stable address (None once stopped)
 
 
 @dataclass
@@ -19,33 +33,52 @@ class DeliverableStatus:
     owner: str
     versions: dict[str, str | None] = field(default_factory=dict)
     gates: str = "-"
+    gate_failure: str | None = None  # the failing gates of the latest evaluation, with their reasons
     endpoint: str | None = None
+    upstream: list[str] = field(default_factory=list)
+    downstream: list[str] = field(default_factory=list)
+    environments: dict[str, EnvironmentStatus] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
-def collect_status(
-    instance: dg.DagsterInstance, catalog: Catalog, settings: PlatformSettings
-) -> list[DeliverableStatus]:
-    """One batched event-log query for every deliverable and environment (records only: an event
-    reported by hand never shows as what an environment runs)."""
-    keys = [evaluate_key(d.name) for d in catalog]
-    keys += [env_key(d.name, env) for d in catalog for env in settings.environment_names]
+def collect_status(instance: dg.DagsterInstance, catalog: Catalog, settings: PlatformSettings,
+                   name: str | None = None) -> list[DeliverableStatus]:
+    """Records only (an event reported by hand never shows as what an environment runs), for every
+    deliverable or just `name`."""
+    deliverables = [d for d in catalog if name in (None, d.name)]
+    envs = settings.environment_names
+    keys = [evaluate_key(d.name) for d in deliverables] + [env_key(d.name, e) for d in deliverables for e in envs]
     records = latest_records(instance, keys)
-    rows = []
+    live = latest_live(instance, [(d.name, e) for d in deliverables for e in envs])
+    downstream: dict[str, list[str]] = {}
     for deliverable in catalog:
-        row = DeliverableStatus(deliverable.name, deliverable.kind, deliverable.spec.owner)
-        for env in settings.environment_names:
-            deployed = records[env_key(deliverable.name, env)]
-            row.versions[env] = deployed.version if deployed else None
-            if deployed:
-                row.endpoint = _endpoint(deployed.metadata) or row.endpoint
+        for upstream in deliverable.spec.depends_on:
+            downstream.setdefault(upstream, []).append(deliverable.name)
+    rows = []
+    for deliverable in deliverables:
+        row = DeliverableStatus(deliverable.name, deliverable.kind, deliverable.spec.owner,
+                                upstream=list(deliverable.spec.depends_on),
+                                downstream=sorted(downstream.get(deliverable.name, [])))
+        for env in envs:
+            deployed, state = records[env_key(deliverable.name, env)], live.get((deliverable.name, env))
+            status = EnvironmentStatus(version=deployed.version if deployed else None)
+            if state is not None:
+                status.live, status.restarts, status.live_detail = state.state, state.restarts, state.detail or None
+                status.since = datetime.fromtimestamp(state.since, UTC).isoformat(timespec="seconds")
+            if deployed and status.live != STOPPED:
+                status.url = _endpoint(deployed.metadata)
+                row.endpoint = status.url or row.endpoint
+            row.versions[env] = status.version
+            row.environments[env] = status
         evaluated = records[evaluate_key(deliverable.name)]
         if evaluated:
             failed = evaluated.metadata.get("failed_gates") or []
-            verdict = "passed" if not failed else f"failed: {', '.join(failed)}"
-            row.gates = f"{evaluated.version} {verdict}"
+            row.gates = f"{evaluated.version} {'passed' if not failed else 'failed: ' + ', '.join(failed)}"
+            row.gate_failure = "; ".join(
+                f"{gate}: {str(evaluated.metadata.get(f'gate/{gate}', '')).removeprefix('FAIL: ')}"
+                for gate in failed) or None
         rows.append(row)
     return rows
 
@@ -59,11 +92,23 @@ def _endpoint(metadata: dict[str, Any]) -> str | None:
 
 
 def format_table(rows: list[DeliverableStatus], environments: list[str]) -> str:
-    header = ["DELIVERABLE", "KIND", "OWNER", *(env.upper() for env in environments), "LAST GATES", "ENDPOINT"]
-    body = [
-        [r.name, r.kind, r.owner, *(r.versions.get(env) or "-" for env in environments), r.gates, r.endpoint or "-"]
-        for r in rows
-    ]
-    widths = [max(len(str(line[i])) for line in [header, *body]) for i in range(len(header))]
-    return "\n".join("  ".join(str(cell).ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip()
-                     for line in [header, *body])
+    """One block per deliverable: who owns it and its lineage, its gates, one line per environment."""
+    blocks = []
+    width = max(len(env) for env in environments)
+    for row in rows:
+        lines = [f"{row.name}  ({row.kind}, owner {row.owner})  upstream: {', '.join(row.upstream) or '-'}  "
+                 f"downstream: {', '.join(row.downstream) or '-'}",
+                 f"  {'gates'.ljust(width)}  {row.gates}" + (f"  ({row.gate_failure})" if row.gate_failure else "")]
+        for env in environments:
+            status = row.environments[env]
+            lines.append(f"  {env.ljust(width)}  {(status.version or '-'):<14} {_live(status):<42} "
+                         f"{status.url or '-'}".rstrip())
+        blocks.append("\n".join(lines))
+    return "\n\n".join(blocks)
+
+
+def _live(status: EnvironmentStatus) -> str:
+    if status.live is None:
+        return "-" if status.version is None else "deployed (not probed yet)"
+    restarts = f", {status.restarts} restart(s)" if status.restarts else ""
+    return f"{status.live} since {status.since}{restarts}"

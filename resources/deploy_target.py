@@ -115,7 +115,8 @@ def probe(url: str, timeout_s: float = 2.0) -> tuple[bool, str]:
         with urllib.request.urlopen(url, timeout=timeout_s) as response:
             body = response.read(2048).decode(errors="replace")
             return response.status == 200, f"HTTP {response.status}: {body[:200]}"
-    except urllib.error.HTTPError as exc:
-        return False, f"HTTP {exc.code} from {url}"
+    except urllib.error.HTTPError as exc:  # the body says why (a 503's reason), so it goes with the code
+        body = exc.read(2048).decode(errors="replace").strip()
+        return False, f"HTTP {exc.code} from {url}" + (f": {body[:200]}" if body else "")
     except (urllib.error.URLError, OSError) as exc:
         return False, f"no answer from {url}: {getattr(exc, 'reason', exc)}"

@@ -3,8 +3,9 @@
 Plain dicts (camelCase, as the API server takes them), no kubernetes import: the Kubernetes
 target applies them, the GitOps target writes them, tests validate them against the schema.
 Every pod meets the Pod Security "restricted" profile, has requests and limits from its compute
-profile and probes on its health path. A new kind registers its function in `RENDERERS` and
-builds on `deployment`, `pod_spec`, `container` and `service`.
+profile, probes on its health path and the annotations Prometheus scrapes it by. A new kind
+registers its function in `RENDERERS` and builds on `deployment`, `pod_spec`, `container` and
+`service`.
 """
 
 from __future__ import annotations
@@ -13,12 +14,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from platform_assets.serving_metrics import METRICS_PATH
 from resources.deploy_target import Workload
 
 Manifest = dict[str, Any]
 VERSION_ANNOTATION = "platform.delivery/version"
 MODEL_URI_ANNOTATION = "platform.delivery/model-uri"
 PLATFORM_NAMESPACE = "dagster"  # where the platform's steps run; they verify deployments over HTTP
+MONITORING_NAMESPACE = "monitoring"  # where Prometheus runs; it scrapes every pod that serves
 
 
 @dataclass(frozen=True)
@@ -114,9 +117,17 @@ def pod_spec(workload: Workload, ctx: RenderContext, main: dict[str, Any]) -> di
     }
 
 
+def scrape_annotations(workload: Workload) -> dict[str, str]:
+    """Where Prometheus scrapes a pod: the serving wrapper's `/-/metrics` on the workload's port
+    (the `prometheus.io/*` convention of Prometheus' kubernetes_sd `pod` role relabelling)."""
+    return {"prometheus.io/scrape": "true", "prometheus.io/port": str(workload.port),
+            "prometheus.io/path": METRICS_PATH}
+
+
 def deployment(workload: Workload, ctx: RenderContext, spec: dict[str, Any],
                replicas: int | None = None) -> Manifest:
-    """A Deployment that keeps the old version serving until the new one is ready (maxUnavailable 0).
+    """A Deployment that keeps the old version serving until the new one is ready (maxUnavailable 0),
+    its pods annotated for Prometheus.
 
     `replicas` is left out when an HPA owns it, so an apply never resets the autoscaler's choice.
     """
@@ -127,7 +138,8 @@ def deployment(workload: Workload, ctx: RenderContext, spec: dict[str, Any],
         "selector": {"matchLabels": selector(workload)},
         "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
         "template": {"metadata": {"labels": template_labels,
-                                  "annotations": {VERSION_ANNOTATION: workload.version}},
+                                  "annotations": {VERSION_ANNOTATION: workload.version,
+                                                  **scrape_annotations(workload)}},
                      "spec": spec},
     }
     if replicas is not None:
@@ -166,9 +178,10 @@ def _namespaces(names: list[str]) -> dict[str, Any]:
 
 
 def ingress_policy(workload: Workload, ctx: RenderContext) -> Manifest:
-    """Opens the workload's port inside a default-deny namespace: to its namespace, the platform, and
-    every namespace of the same environment (a staging service calls the staging model)."""
-    sources = [_namespaces([ctx.namespace, PLATFORM_NAMESPACE]),
+    """Opens the workload's port inside a default-deny namespace: to its namespace, the platform,
+    Prometheus, and every namespace of the same environment (a staging service calls the staging
+    model)."""
+    sources = [_namespaces([ctx.namespace, PLATFORM_NAMESPACE, MONITORING_NAMESPACE]),
                {"namespaceSelector": {"matchLabels": {"platform.delivery/environment": ctx.environment}}}]
     return {
         "apiVersion": "networking.k8s.io/v1",

@@ -1,14 +1,15 @@
-"""Automated promotion: one sensor moves healthy versions along every deliverable's path.
+"""Automated promotion: one sensor moves versions along every deliverable's path, from evaluate
+(gates passed) into the first environment and from each environment (healthy) into the next.
 
-A tick reads the latest deploy materialization of every (deliverable, environment) in one batched
+A tick reads the latest evaluation and deploy materialization of every deliverable in one batched
 event-log query, the approvals recorded since the previous tick in one more, and the unfinished
-runs in a third (an environment that a queued or running run is about to deploy is left to it). A version that
-is healthy in an environment is requested for the next one when the spec's `promotion` policy
-allows it: `auto`, or `manual` with an approval of that version for that environment by one of
-its `approvers` whose proof verifies (platform_assets/identity/approvals.py). The run key is
-`promote:<name>:<version>:<env>`, so the daemon never launches
-the same promotion twice (a repeated tick, a restart mid-tick), and the cursor remembers what was
-requested, so a tick over unchanged state requests nothing.
+runs in a third (an environment that a queued or running run is about to deploy is left to it). A
+version that passed its gates, or is healthy in an environment, is requested for the next one when
+the spec's `promotion` policy allows it: `auto`, or `manual` with an approval of that version for
+that environment by one of its `approvers` whose proof verifies (platform_assets/identity/approvals.py).
+The run key is `promote:<name>:<version>:<env>`, so the daemon never launches the same promotion
+twice (a repeated tick, a restart mid-tick), and the cursor remembers what was requested, so a tick
+over unchanged state requests nothing.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from platform_assets.catalog import Catalog
 from platform_assets.handlers.base import Deployed
 from platform_assets.identity.approvals import APPROVAL_EVENT, check_approval
 from platform_assets.identity.requester import registry
-from platform_assets.records import TRIGGER_TAG, env_key, latest_records, observed
+from platform_assets.records import TRIGGER_TAG, deploy_check_keys, env_key, evaluate_key, latest_records, observed
 from platform_assets.settings import PlatformSettings
 from sensors.catalog_sensor import catalog_sensor
 
@@ -44,6 +45,7 @@ class Promotion:
         return dg.RunRequest(
             run_key=self.run_key,
             asset_selection=[env_key(self.deliverable, self.environment)],
+            asset_check_keys=deploy_check_keys(self.deliverable, self.environment),
             tags={TRIGGER_TAG: "promotion", "platform/deliverable": self.deliverable,
                   "platform/version": self.version, "platform/environment": self.environment},
         )
@@ -100,13 +102,14 @@ def read_new_approvals(instance: dg.DagsterInstance, catalog: Catalog, settings:
 
 def plan_promotions(catalog: Catalog, settings: PlatformSettings, records: dict[dg.AssetKey, Deployed | None],
                     approvals: set[tuple[str, str, str]]) -> list[Promotion]:
-    """What may move now: healthy in the previous environment, not yet in the next, policy satisfied."""
+    """What may move now: its gates passed (into the first environment) or healthy in the previous
+    environment, not yet in the next, policy satisfied."""
     environments = settings.environment_names
     planned = []
     for deliverable in catalog:
-        for previous, env in pairwise(environments):
-            source = records.get(env_key(deliverable.name, previous))
-            if source is None or source.metadata.get("healthy") is not True:
+        for previous, env in pairwise([EVALUATE, *environments]):
+            source = records.get(_source_key(deliverable.name, previous))
+            if source is None or source.metadata.get("gates_passed" if previous == EVALUATE else "healthy") is not True:
                 continue
             current = records.get(env_key(deliverable.name, env))
             if current is not None and current.version == source.version:
@@ -116,6 +119,13 @@ def plan_promotions(catalog: Catalog, settings: PlatformSettings, records: dict[
                 continue
             planned.append(Promotion(deliverable.name, source.version, env, previous))
     return planned
+
+
+EVALUATE = "evaluate"  # what the first environment is promoted from
+
+
+def _source_key(name: str, previous: str) -> dg.AssetKey:
+    return evaluate_key(name) if previous == EVALUATE else env_key(name, previous)
 
 
 UNFINISHED = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING,
@@ -134,7 +144,8 @@ def promotion_tick(instance: dg.DagsterInstance, catalog: Catalog, settings: Pla
     """One tick as plain logic: the promotions to request and the next cursor."""
     cursor = PromotionCursor.parse(cursor_text)
     read_new_approvals(instance, catalog, settings, cursor)
-    keys = [env_key(d.name, env) for d in catalog for env in settings.environment_names]
+    keys = [key for d in catalog for key in (evaluate_key(d.name), *(env_key(d.name, env)
+                                                                      for env in settings.environment_names))]
     records = latest_records(instance, keys)
     busy = assets_in_flight(instance)
     planned = [p for p in plan_promotions(catalog, settings, records, cursor.approvals)
@@ -145,7 +156,7 @@ def promotion_tick(instance: dg.DagsterInstance, catalog: Catalog, settings: Pla
 
 
 def promotion_sensor(catalog: Catalog, settings: PlatformSettings) -> dg.SensorDefinition:
-    keys = [env_key(d.name, env) for d in catalog for env in settings.environment_names[1:]]
+    keys = [env_key(d.name, env) for d in catalog for env in settings.environment_names]
     return catalog_sensor(
         "platform_promotion", "Moves healthy versions to the next environment by each spec's promotion policy.",
         settings.automation.sensor_interval_s, dg.AssetSelection.assets(*keys),

@@ -1,9 +1,10 @@
-"""What starts a delivery without a person: source changes, upstream publications and schedules.
+"""What starts a delivery without a person: source changes, upstream publications, schedules,
+model versions registered outside the platform, and models whose served inputs drifted.
 
 Each trigger is one sensor over the whole catalog (never one per deliverable) and requests the
-same selection, `<name>/build`, `<name>/evaluate` and the first environment; the gates and the
-promotion sensor (sensors/promotion.py) take it from there. Run keys name the cause, so a
-repeated tick or a daemon restart never launches the same delivery twice. The first tick of a
+same selection, `<name>/build` and `<name>/evaluate`; the promotion sensor (sensors/promotion.py)
+deploys a version whose gates passed to the first environment, and onwards. Run keys name the
+cause, so a repeated tick or a daemon restart never launches the same delivery twice. The first tick of a
 sensor records a baseline and requests nothing: starting the daemon does not rebuild the world.
 """
 
@@ -17,6 +18,7 @@ from typing import Any
 import dagster as dg
 
 from platform_assets.catalog import Catalog
+from platform_assets.drift_check import DRIFT_CHECK
 from platform_assets.fingerprint import source_digest, source_files
 from platform_assets.records import TRIGGER_TAG, build_key, env_key, evaluate_key, latest_records
 from platform_assets.settings import PlatformSettings
@@ -27,12 +29,12 @@ from sensors.catalog_sensor import catalog_sensor
 SOURCE_KINDS = frozenset({"service", "notebook", "model"})  # kinds whose version follows their folder
 
 
-def delivery_request(deliverable: str, first_env: str, run_key: str, trigger: str,
-                     tags: dict[str, str] | None = None) -> dg.RunRequest:
-    """Build, evaluate and deploy to the first environment (the deploy refuses a version whose gates failed)."""
+def delivery_request(deliverable: str, run_key: str, trigger: str, tags: dict[str, str] | None = None) -> dg.RunRequest:
+    """Build and evaluate; the promotion sensor deploys a version whose gates passed. No environment
+    is planned in this run, so a failing gate cannot make one look failed while it serves."""
     return dg.RunRequest(
         run_key=run_key,
-        asset_selection=[build_key(deliverable), evaluate_key(deliverable), env_key(deliverable, first_env)],
+        asset_selection=[build_key(deliverable), evaluate_key(deliverable)],
         tags={TRIGGER_TAG: trigger, "platform/deliverable": deliverable, **(tags or {})},
     )
 
@@ -51,7 +53,6 @@ def source_tick(catalog: Catalog, settings: PlatformSettings,
     """Deliverables whose source digest changed since the last tick (files are re-read only when
     their names, sizes or mtimes changed)."""
     seen: dict[str, list[str]] = json.loads(cursor_text) if cursor_text else {}
-    first_env = settings.environment_names[0]
     requests, now = [], {}
     for deliverable in catalog:
         if deliverable.kind not in SOURCE_KINDS:
@@ -64,7 +65,7 @@ def source_tick(catalog: Catalog, settings: PlatformSettings,
         digest = source_digest(deliverable.folder)
         now[deliverable.name] = [signature, digest]
         if before and before[1] != digest:
-            requests.append(delivery_request(deliverable.name, first_env, f"source:{deliverable.name}:{digest}",
+            requests.append(delivery_request(deliverable.name, f"source:{deliverable.name}:{digest}",
                                              "source-change", {"platform/source_digest": digest}))
     return requests, json.dumps(now, sort_keys=True)
 
@@ -72,7 +73,7 @@ def source_tick(catalog: Catalog, settings: PlatformSettings,
 def upstream_tick(instance: dg.DagsterInstance, catalog: Catalog, settings: PlatformSettings,
                   cursor_text: str | None) -> tuple[list[dg.RunRequest], str]:
     """A new version in an upstream's last environment redelivers its downstream deliverables."""
-    last, first = settings.last_environment, settings.environment_names[0]
+    last = settings.last_environment
     downstream: dict[str, list[str]] = {}
     for deliverable in catalog:
         for upstream in deliverable.spec.depends_on:
@@ -92,12 +93,12 @@ def upstream_tick(instance: dg.DagsterInstance, catalog: Catalog, settings: Plat
             continue
         for name in downstream[upstream]:
             requests.append(delivery_request(
-                name, first, f"upstream:{name}:{upstream}:{published.version}", "upstream-published",
+                name, f"upstream:{name}:{upstream}:{published.version}", "upstream-published",
                 {"platform/upstream": f"{upstream}@{published.version}"}))
     return requests, json.dumps(now, sort_keys=True)
 
 
-def schedule_tick(catalog: Catalog, settings: PlatformSettings, cursor_text: str | None,
+def schedule_tick(catalog: Catalog, cursor_text: str | None,
                   now: datetime | None = None) -> tuple[list[dg.RunRequest], str]:
     """Deliverables whose `schedule:` (cron, UTC) came due since the previous evaluation; missed
     times collapse into the latest one."""
@@ -105,7 +106,6 @@ def schedule_tick(catalog: Catalog, settings: PlatformSettings, cursor_text: str
 
     now = now or datetime.now(UTC)
     since = datetime.fromtimestamp(float(cursor_text), UTC) if cursor_text else now
-    first = settings.environment_names[0]
     requests = []
     for deliverable in catalog:
         cron = deliverable.spec.schedule
@@ -114,23 +114,48 @@ def schedule_tick(catalog: Catalog, settings: PlatformSettings, cursor_text: str
         due = croniter(cron, now + timedelta(seconds=1)).get_prev(datetime)  # `now` itself counts as due
         if due > since:
             when = due.strftime("%Y-%m-%dT%H:%M")
-            requests.append(delivery_request(deliverable.name, first, f"schedule:{deliverable.name}:{when}",
+            requests.append(delivery_request(deliverable.name, f"schedule:{deliverable.name}:{when}",
                                              "schedule", {"platform/scheduled_for": when}))
     return requests, str(now.timestamp())
 
 
+def drift_tick(instance: dg.DagsterInstance, models: list[str], settings: PlatformSettings,
+               cursor_text: str | None) -> tuple[list[dg.RunRequest], str]:
+    """Models (`on_drift: retrain`) whose latest `drift` check failed on drifted features: one rebuild
+    per served version that drifted, in whichever environment (the latest check of each, one query)."""
+    keys = [dg.AssetCheckKey(env_key(name, env), DRIFT_CHECK) for name in models for env in settings.environment_names]
+    checks = instance.event_log_storage.get_latest_asset_check_execution_by_key(keys)
+    requested: dict[str, str] = json.loads(cursor_text) if cursor_text else {}
+    requests = []
+    for key in keys:
+        record = checks.get(key)
+        evaluation = record.event.asset_check_evaluation if record and record.event else None
+        if evaluation is None or evaluation.passed:
+            continue
+        metadata = {k: v.value for k, v in evaluation.metadata.items()}
+        name, env = key.asset_key.path
+        run_key = f"drift:{name}:{metadata.get('version')}"
+        if not metadata.get("drifted_features") or requested.get(name) == run_key:
+            continue
+        requested[name] = run_key
+        drifted = f"{env}: {', '.join(metadata['drifted_features'])}"
+        requests.append(delivery_request(name, run_key, "drift", {"platform/drift": drifted}))
+    return requests, json.dumps(requested, sort_keys=True)
+
+
 def trigger_sensors(catalog: Catalog, settings: PlatformSettings) -> list[dg.SensorDefinition]:
-    """The source, upstream, schedule and model-registration sensors (those the catalog has anything for)."""
+    """The source, upstream, schedule, model-registration and drift sensors (those the catalog has
+    anything for)."""
     interval = settings.automation.sensor_interval_s
-    first = settings.environment_names[0]
 
     def delivered(names: list[str]) -> dg.AssetSelection:
-        return dg.AssetSelection.assets(*(k for n in names for k in (build_key(n), evaluate_key(n), env_key(n, first))))
+        return dg.AssetSelection.assets(*(k for n in names for k in (build_key(n), evaluate_key(n))))
 
     sources = [d.name for d in catalog if d.kind in SOURCE_KINDS]
     downstream = [d.name for d in catalog if d.spec.depends_on]
     scheduled = [d.name for d in catalog if d.spec.schedule]
     models = [d.name for d in catalog if d.kind == "model"]
+    retrained = [name for name in models if catalog.deliverables[name].spec.model.on_drift == "retrain"]
     sensors = []
     if sources:
         sensors.append(catalog_sensor(
@@ -144,9 +169,14 @@ def trigger_sensors(catalog: Catalog, settings: PlatformSettings) -> list[dg.Sen
     if scheduled:
         sensors.append(catalog_sensor(
             "platform_schedules", "Rebuilds deliverables on the cron `schedule:` of their spec (UTC).",
-            60, delivered(scheduled), lambda context: schedule_tick(catalog, settings, context.cursor)))
+            60, delivered(scheduled), lambda context: schedule_tick(catalog, context.cursor)))
     if models:
         sensors.append(registration_sensor(catalog, settings, interval, delivered(models)))
+    if retrained:
+        sensors.append(catalog_sensor(
+            "platform_drift_retrain", "Rebuilds models (on_drift: retrain) whose served inputs drifted.",
+            interval, delivered(retrained),
+            lambda context: drift_tick(context.instance, retrained, settings, context.cursor)))
     return sensors
 
 
@@ -167,7 +197,7 @@ def registration_sensor(catalog: Catalog, settings: PlatformSettings, interval_s
 def registration_tick(registry: MlflowRegistry, catalog: Catalog, settings: PlatformSettings,
                       cursor_text: str | None) -> tuple[list[dg.RunRequest], str]:
     """Model versions registered in MLflow outside the platform (no platform run behind them) are
-    adopted: evaluated against the champion and, if their gates pass, deployed to the first env."""
+    adopted: evaluated against the champion and, if their gates pass, promoted to the first env."""
     from platform_assets.handlers.model import ADOPT_TAG
 
     models = [d.name for d in catalog if d.kind == "model"]
@@ -184,8 +214,7 @@ def registration_tick(registry: MlflowRegistry, catalog: Catalog, settings: Plat
         for version in fresh:
             if _built_by_platform(client, version):
                 continue
-            requests.append(delivery_request(name, settings.environment_names[0],
-                                             f"registered:{name}:{version.version}", "model-registered",
+            requests.append(delivery_request(name, f"registered:{name}:{version.version}", "model-registered",
                                              {ADOPT_TAG: str(version.version)}))
     return requests, json.dumps(now, sort_keys=True)
 

@@ -13,10 +13,12 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+
+import pytest
 
 from resources.deploy_target import free_port
 from tests.conftest import PROJECT_ROOT
@@ -32,6 +34,18 @@ def graphql(url: str, query: str, headers: dict[str, str] | None = None) -> dict
             return json.loads(response.read())["data"]
     except OSError:
         return None
+
+
+def wait_for(what: str, check: Callable[[], object], log: Path, deadline_s: float = 420,
+             poll_s: float = 1.0) -> object:
+    """Poll `check` until it returns something truthy; fail with the daemon's log tail otherwise."""
+    end = time.monotonic() + deadline_s
+    while time.monotonic() < end:
+        value = check()
+        if value:
+            return value
+        time.sleep(poll_s)
+    pytest.fail(f"timed out waiting for {what}; daemon log:\n{log.read_text()[-4000:]}")
 
 
 def kill_everything_of(home: Path, leader: subprocess.Popen) -> None:

@@ -3,6 +3,9 @@ runtime, no kubelet). It is a real HTTP server in the test process, the only moc
 tests use, and answers the calls the platform makes through the official python client:
 
 - server-side apply: PATCH `application/apply-patch+yaml` with `fieldManager` (and `force`);
+- the discovery documents the DynamicClient reads (`/version`, `/api`, `/apis`, `/api/v1`,
+  `/apis/apps/v1`, `/apis/batch/v1`) and lists of a namespace's objects by label selector
+  (Deployments with their status, as a real list shows it);
 - GET and DELETE of namespaced objects, 404 `Status` when absent;
 - a toy deployment controller: a Deployment's status is computed when it is read. The first read
   after an apply shows the old generation (the controller has not caught up); after that, an image
@@ -124,6 +127,8 @@ class FakeApiServer:
                body: str) -> tuple[int, dict[str, Any] | str]:
         with self._lock:
             self.requests.append((method, path, content_type, query))
+        if method == "GET" and path in DISCOVERY:
+            return 200, DISCOVERY[path]
         subresource = _SUBRESOURCE.match(path)
         if subresource and subresource.group(2) == "log":
             return self._log(subresource.group(1), query)
@@ -144,16 +149,20 @@ class FakeApiServer:
             if method == "DELETE":
                 del self.objects[path]
                 return 200, _status(200, "deleted")
-            if current["kind"] == "Deployment":
-                self._reads_since_apply[path] = self._reads_since_apply.get(path, 0) + 1
-                current["status"] = self._deployment_status(current, self._reads_since_apply[path])
-            return 200, current
+            return 200, self._read(path, current)
+
+    def _read(self, path: str, obj: dict[str, Any]) -> dict[str, Any]:
+        """An object as a read returns it: a Deployment's status is computed at each read."""
+        if obj["kind"] == "Deployment":
+            self._reads_since_apply[path] = self._reads_since_apply.get(path, 0) + 1
+            obj["status"] = self._deployment_status(obj, self._reads_since_apply[path])
+        return obj
 
     def _collection(self, method: str, path: str, namespace: str, query: dict[str, list[str]],
                     body: str) -> tuple[int, dict[str, Any]]:
         if method == "POST":
             return self._create(path, namespace, json.loads(body))
-        items = [obj for key, obj in self.objects.items() if key.rsplit("/", 1)[0] == path]
+        items = [self._read(key, obj) for key, obj in self.objects.items() if key.rsplit("/", 1)[0] == path]
         for selector in query.get("fieldSelector", []) + query.get("labelSelector", []):
             key, _, value = selector.partition("=")
             items = [obj for obj in items if _selected(obj, key, value)]
@@ -267,6 +276,29 @@ class FakeApiServer:
 
 
 _NOW = "2026-01-01T00:00:00Z"
+
+
+def _resources(group_version: str, kinds: dict[str, str]) -> dict[str, Any]:
+    return {"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": group_version,
+            "resources": [{"name": plural, "singularName": kind.lower(), "namespaced": True, "kind": kind,
+                           "verbs": ["create", "delete", "get", "list", "patch", "update", "watch"]}
+                          for plural, kind in kinds.items()]}
+
+
+def _group(name: str) -> dict[str, Any]:
+    version = {"groupVersion": f"{name}/v1", "version": "v1"}
+    return {"name": name, "versions": [version], "preferredVersion": version}
+
+
+DISCOVERY: dict[str, dict[str, Any]] = {
+    "/version": {"major": "1", "minor": "33", "gitVersion": "v1.33.0", "platform": "linux/amd64"},
+    "/api": {"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": []},
+    "/apis": {"kind": "APIGroupList", "apiVersion": "v1", "groups": [_group("apps"), _group("batch")]},
+    "/api/v1": _resources("v1", {"pods": "Pod", "services": "Service", "configmaps": "ConfigMap",
+                                 "secrets": "Secret", "events": "Event"}),
+    "/apis/apps/v1": _resources("apps/v1", {"deployments": "Deployment"}),
+    "/apis/batch/v1": _resources("batch/v1", {"jobs": "Job"}),
+}
 
 
 def _plural(kind: str) -> str:

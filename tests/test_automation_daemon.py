@@ -16,7 +16,7 @@ import json
 import os
 import shutil
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import dagster as dg
@@ -26,25 +26,13 @@ from dagster._core.scheduler.instigation import InstigatorType
 
 from platform_assets.settings import PROJECT_ROOT, load_settings
 from tests.conftest import Platform, cli
-from tests.dagster_server import dagster_dev
+from tests.dagster_server import dagster_dev, wait_for
 
 SERVICE, EU = "recommendations-api", "recommendations-eu"
-DAEMON_DEADLINE_S = 420
 
 
 def stages(name: str, *envs: str) -> list[str]:
     return [f"{name}/build", f"{name}/evaluate", *(f"{name}/{env}" for env in envs)]
-
-
-def wait_for(what: str, check: Callable[[], object], log: Path, deadline_s: float = DAEMON_DEADLINE_S) -> object:
-    """Poll `check` until it returns something truthy; fail with the daemon's log tail otherwise."""
-    end = time.monotonic() + deadline_s
-    while time.monotonic() < end:
-        value = check()
-        if value:
-            return value
-        time.sleep(1)
-    pytest.fail(f"timed out waiting for {what}; daemon log:\n{log.read_text()[-4000:]}")
 
 
 def sensor_cursor(instance: dg.DagsterInstance, name: str) -> str | None:
@@ -112,10 +100,12 @@ def test_a_source_change_reaches_prod_by_policy_without_a_manual_step(two_servic
     runs = instance.get_runs(dg.RunsFilter(tags={"dagster/sensor_name": "platform_source_changes"}))
     promotions = instance.get_runs(dg.RunsFilter(tags={"dagster/sensor_name": "platform_promotion"}))
     assert sorted(r.tags["platform/deliverable"] for r in runs) == [SERVICE, EU], "one delivery per change"
-    assert sorted(r.tags["dagster/run_key"] for r in promotions) == [
-        f"promote:{SERVICE}:{new[SERVICE]}:prod", f"promote:{EU}:{new[EU]}:prod"], "each promotion once"
+    assert sorted(r.tags["dagster/run_key"] for r in promotions) == sorted(
+        f"promote:{name}:{new[name]}:{env}" for name in (SERVICE, EU) for env in ("staging", "prod")), \
+        "each promotion once, the first environment's too"
     trail = json.loads(cli("history", EU, "--json").stdout)
     events = [(e["asset"], e["event"], e["version"], e["detail"]) for e in trail]
     assert events[:2] == [(f"{EU}/prod", "deploy", new[EU], "healthy (promotion)"),
                           (f"{EU}/prod", "approval", new[EU], f"by {getpass.getuser()}")], events
-    assert (f"{EU}/staging", "deploy", new[EU], "healthy (source-change)") in events
+    assert (f"{EU}/staging", "deploy", new[EU], "healthy (promotion)") in events
+    assert (f"{EU}/build", "build", new[EU], "built") in events

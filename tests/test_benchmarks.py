@@ -1,10 +1,13 @@
 """The benchmark's comparison must stay honest: `make bench` times our definitions against a bare
 module generated to define exactly the same thing. This checks that generation still succeeds and
 matches on the demo catalog (sensors included), so a new kind of definition cannot break the
-benchmark unnoticed; the timings themselves are `make bench`'s, never a test's."""
+benchmark unnoticed, and that the runtime sensor benchmark still runs (at a small size); the
+timings themselves are `make bench`'s, never a test's."""
 
 from __future__ import annotations
 
+import json
+import subprocess
 import sys
 from pathlib import Path
 
@@ -20,3 +23,13 @@ def test_the_bare_module_defines_what_the_platform_defines_for_the_demo(tmp_path
 
     generated = (case.bare_dir / f"{case.bare_module}.py").read_text()
     assert "@dg.sensor(name='platform_promotion'" in generated and "@dg.asset" in generated
+
+
+def test_the_runtime_benchmark_runs_at_small_size(tmp_path: Path) -> None:
+    report = tmp_path / "runtime.json"
+    completed = subprocess.run([sys.executable, "benchmarks/bench_runtime.py", "--local", "3", "--kubernetes", "5",
+                                "--repeat", "1", "--json", str(report)], cwd=PROJECT_ROOT, capture_output=True,
+                               text=True, timeout=300)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    cases = {r["case"]: r["evaluations_first_tick"] for r in json.loads(report.read_text())}
+    assert cases == {"local": 3, "kubernetes": 5}

@@ -18,7 +18,7 @@ from tests.conftest import PROJECT_ROOT, Platform
 
 HEAVY = ["dbt", "dagster_dbt", "duckdb", "kubernetes", "sklearn", "papermill", "boto3", "pandas", "fastapi", "uvicorn",
          "mlflow", "skops", "matplotlib", "httpx", "dagster_k8s", "dagster_aws", "dagster_postgres", "botocore",
-         "nbconvert", "nbformat", "jupyter_client"]
+         "nbconvert", "nbformat", "jupyter_client", "scipy", "prometheus_client"]
 
 
 @pytest.fixture(autouse=True)
@@ -57,7 +57,7 @@ def test_stage_assets_are_chained_per_deliverable(platform: Platform) -> None:
     assert graph.get(key("storefront/build")).parent_keys == {key("recommendations-api/prod")}
 
 
-def test_gates_and_health_are_blocking_checks(platform: Platform) -> None:
+def test_gates_and_health_are_blocking_checks_last_deploy_is_not(platform: Platform) -> None:
     defs = build_definitions(platform.settings)
     specs = {
         (spec.asset_key.to_user_string(), spec.name): spec
@@ -69,9 +69,14 @@ def test_gates_and_health_are_blocking_checks(platform: Platform) -> None:
         ("recommendations-api/evaluate", "api_compatibility"),
         ("recommendations-api/staging", "healthy"),
         ("recommendations-api/prod", "healthy"),
+        ("recommendations-api/staging", "last_deploy"),
+        ("recommendations-api/prod", "last_deploy"),
         ("platform/catalog", CATALOG_CHECK),
     }
-    assert all(spec.blocking for (key, _), spec in specs.items() if key != "platform/catalog")
+    blocking = {check for check, spec in specs.items() if spec.blocking}
+    assert blocking == set(specs) - {("platform/catalog", CATALOG_CHECK),
+                                     ("recommendations-api/staging", "last_deploy"),
+                                     ("recommendations-api/prod", "last_deploy")}
 
 
 def test_assets_carry_owner_group_kinds_description_and_links(platform: Platform) -> None:
@@ -84,7 +89,7 @@ def test_assets_carry_owner_group_kinds_description_and_links(platform: Platform
     assert "The shop front." in build.description
     assert build.metadata["spec"].value.endswith("storefront/deliverable.yaml")
     assert {"deliverable": "storefront", "stage": "build"}.items() <= build.tags.items()
-    assert specs["storefront/prod"].description == "storefront deployed in prod (auto promotion)"
+    assert specs["storefront/prod"].description.startswith("storefront in prod (auto promotion): the version serving")
 
 
 def test_compute_profile_reaches_the_op(platform: Platform) -> None:

@@ -16,10 +16,11 @@ import pytest
 import yaml
 
 from platform_assets.handlers.base import Deployed, StageContext
-from platform_assets.model_token import model_token
+from platform_assets.model_token import model_token, sample_token
+from platform_assets.serving_metrics import METRICS_PATH, SERVED_APP_ENV, WRAPPER
 from platform_assets.settings import PROJECT_ROOT, load_settings
 from resources.deploy_target import Workload
-from resources.k8s_manifests import MODEL_URI_ANNOTATION, RENDERERS, RenderContext, render
+from resources.k8s_manifests import MODEL_URI_ANNOTATION, MONITORING_NAMESPACE, RENDERERS, RenderContext, render
 from tests.k8s_render import CODE_IMAGE
 from tests.k8s_schema import assert_valid_and_restricted, manifests_in, restricted_violations, selects
 
@@ -234,6 +235,18 @@ def test_rendered_service_manifests_are_valid_restricted_and_probed(profile: str
     gpu = profile.startswith("gpu")
     assert ("nvidia.com/gpu" in container["resources"]["limits"]) is gpu
     assert ("nodeSelector" in pod, "tolerations" in pod, "priorityClassName" in pod) == (gpu, gpu, gpu)
+    assert_scraped(deployment, manifests[3], 8080)
+
+
+def assert_scraped(deployment: dict, ingress: dict, port: int) -> None:
+    """Prometheus finds the pod by its annotations and may reach the wrapper's port through the
+    default-deny namespace."""
+    annotations = deployment["spec"]["template"]["metadata"]["annotations"]
+    assert {k: v for k, v in annotations.items() if k.startswith("prometheus.io/")} == {
+        "prometheus.io/scrape": "true", "prometheus.io/port": str(port), "prometheus.io/path": METRICS_PATH}
+    [rule] = ingress["spec"]["ingress"]
+    namespaces = rule["from"][0]["namespaceSelector"]["matchExpressions"][0]["values"]
+    assert MONITORING_NAMESPACE in namespaces and rule["ports"] == [{"protocol": "TCP", "port": port}]
 
 
 def test_an_unknown_workload_kind_names_the_registry() -> None:
@@ -311,6 +324,8 @@ def test_code_location_dockerfile_layers_user_and_secrets() -> None:
     assert "COPY deploy/platform.kubernetes.yaml ./platform.yaml" in lines, "the image runs the production config"
     service = (DEPLOY / "service.Dockerfile").read_text()
     assert re.search(r"^USER [1-9][0-9]*", service, re.MULTILINE)
+    assert "platform_assets/serving.py platform_assets/serving_metrics.py" in service, "the wrapper is in the image"
+    assert "prometheus-client" in service and "ENV PYTHONPATH=/opt/platform" in service
 
 
 def test_production_platform_yaml_loads() -> None:
@@ -373,13 +388,20 @@ def test_rendered_model_server_is_valid_restricted_and_keeps_the_token_secret(se
     assert env["MLFLOW_TRACKING_URI"]["value"] == ctx.settings.mlflow.tracking_uri
     assert env["PLATFORM_MODEL_TOKEN"] == {"name": "PLATFORM_MODEL_TOKEN", "valueFrom": {"secretKeyRef": {
         "name": "model-token-churn-model-staging", "key": "token"}}}
-    assert workload.secrets == {"model-token-churn-model-staging": {
-        "token": model_token(ctx.settings, "churn-model", "staging")}}
+    assert env["PLATFORM_SAMPLE_TOKEN"]["valueFrom"] == {"secretKeyRef": {
+        "name": "model-token-churn-model-staging-sample", "key": "token"}}, "the platform's own token, apart"
+    assert workload.secrets == {
+        "model-token-churn-model-staging": {"token": model_token(ctx.settings, "churn-model", "staging")},
+        "model-token-churn-model-staging-sample": {"token": sample_token(ctx.settings, "churn-model", "staging")}}
     assert model_token(ctx.settings, "churn-model", "staging") not in json.dumps(manifests)
+    assert sample_token(ctx.settings, "churn-model", "staging") not in json.dumps(manifests)
     assert json.loads(env["PLATFORM_TRUSTED_TYPES"]["value"]) == ctx.settings.models.trusted_types
     assert env["MLFLOW_ALLOW_PICKLE_DESERIALIZATION"]["value"] == "false"
     assert container["envFrom"] == [{"secretRef": {"name": n}} for n in ctx.settings.model_serving.env_secrets]
     assert container["readinessProbe"]["httpGet"]["path"] == "/health"
+    assert container["command"][:5] == ["python", "-m", "uvicorn", "--factory", WRAPPER]
+    assert env[SERVED_APP_ENV]["value"] == "platform_assets.model_server:app"
+    assert_scraped(deployment, manifests[2], 8080)
     gpu = serving_compute == "gpu-1"
     assert ("nvidia.com/gpu" in container["resources"]["limits"]) is gpu
     assert ("nodeSelector" in pod, "tolerations" in pod) == (gpu, gpu)
@@ -402,6 +424,8 @@ def test_a_service_on_kubernetes_calls_the_model_of_its_environment() -> None:
         assert_valid_and_restricted(manifest)
     [container] = manifests[0]["spec"]["template"]["spec"]["containers"]
     env = {e["name"]: e for e in container["env"]}
+    assert container["command"][:5] == ["python", "-m", "uvicorn", "--factory", WRAPPER]
+    assert env[SERVED_APP_ENV]["value"] == "recommendations_api.app:app", "the app runs behind the wrapper"
     assert env["CHURN_MODEL_URL"]["value"] == model["url"]
     assert env["CHURN_MODEL_TOKEN"]["valueFrom"]["secretKeyRef"] == {"name": "model-token-churn-model-staging",
                                                                     "key": "token"}
@@ -437,3 +461,14 @@ def test_an_unknown_serving_profile_names_the_field(tmp_path: Path, monkeypatch:
 
     [error] = load_catalog(tmp_path, load_settings(PRODUCTION)).errors
     assert error.field == "model.serving_compute" and "unknown compute profile 'gpu-2'" in error.message
+
+
+def test_the_runtime_sensor_may_only_read_deployments_where_the_platform_deploys() -> None:
+    settings = load_settings(PRODUCTION)
+    deploy_namespaces = {env.namespace_for(team) for team in team_names() for env in settings.environments}
+    readers = [b for b in bindings_of("dagster") if b["roleRef"]["name"] == "platform-runtime-reader"]
+    assert {b["kind"] for b in readers} == {"RoleBinding"}
+    assert {b["metadata"]["namespace"] for b in readers} == deploy_namespaces
+    [role] = [m for m in all_manifests() if m["kind"] == "ClusterRole"
+              and m["metadata"]["name"] == "platform-runtime-reader"]
+    assert role["rules"] == [{"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["get", "list"]}]

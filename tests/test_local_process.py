@@ -5,15 +5,21 @@ groups behave as they do for a service."""
 
 from __future__ import annotations
 
+import json
+import stat
 import subprocess
 import sys
+import threading
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
 
+from platform_assets.settings import PROJECT_ROOT
 from resources.deploy_target import DeployFailed, ProcessLaunch, probe
-from resources.local_process import LocalProcessTarget, _alive, stop_process
+from resources.local_process import LocalProcessTarget
+from resources.process_control import alive, stop_process
 
 
 def http_server(version: str, workdir: Path) -> ProcessLaunch:
@@ -40,7 +46,7 @@ def test_new_version_replaces_old_only_after_it_is_healthy(target: LocalProcessT
     assert second["previous_version"] == "v1"
     assert target.current("web")["version"] == "v2"
     assert probe(second["health_url"])[0]
-    assert not _alive(first["pid"]), "the old version is stopped after the switch"
+    assert not alive(first["pid"], first["created"]), "the old version is stopped after the switch"
     assert first["port"] != second["port"]
 
 
@@ -91,3 +97,35 @@ def test_stop_process_leaves_foreign_processes_alone(tmp_path: Path) -> None:
     finally:
         stranger.kill()
         stranger.wait()
+
+
+def served(version: str, workdir: Path) -> ProcessLaunch:
+    """tests/served_app.py: `/work?sleep=S` answers after S seconds, with the version that served it."""
+    return ProcessLaunch(deliverable="web", version=version, workdir=workdir, health_path="/health",
+                         command=[sys.executable, str(PROJECT_ROOT / "tests" / "served_app.py"), "{port}"],
+                         env={"PLATFORM_VERSION": version}, secret_env={"WEB_KEY": "not-in-current-json"},
+                         startup_timeout_s=20)
+
+
+def test_the_gateway_switches_after_health_and_drains_what_is_in_flight(target: LocalProcessTarget,
+                                                                       tmp_path: Path) -> None:
+    first = target.deploy(served("v1", tmp_path))
+    stable = first["url"]
+    answers: list[dict] = []
+    slow = threading.Thread(target=lambda: answers.append(json.loads(
+        urllib.request.urlopen(f"{stable}/work?sleep=2", timeout=30).read())))
+    slow.start()
+    time.sleep(0.5)  # the slow request is in flight to v1 when v2 takes over
+
+    second = target.deploy(served("v2", tmp_path))
+    slow.join()
+
+    assert answers == [{"path": "/work", "version": "v1"}], "the request in flight finished on the old version"
+    assert second["url"] == stable and second["direct_url"] != first["direct_url"]
+    assert json.loads(urllib.request.urlopen(f"{stable}/work", timeout=5).read())["version"] == "v2"
+    assert not alive(first["pid"]), "v1 is stopped once drained"
+    launch = target.base() / "web" / "launch.json"
+    assert stat.S_IMODE(launch.stat().st_mode) == 0o600, "what a restart needs holds secrets: private"
+    assert "not-in-current-json" not in (target.base() / "web" / "current.json").read_text()
+    target.stop("web")
+    assert target.gateway().running() is None, "the gateway stops with the environment's last deployment"

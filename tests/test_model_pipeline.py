@@ -8,6 +8,7 @@ own and may change the model's spec the way an ML engineer would (fixtures `feat
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ DATASET = "customer-features"
 SERVICE = "recommendations-api"
 THROUGH_PROD = [f"{MODEL}/build", f"{MODEL}/evaluate", f"{MODEL}/staging", f"{MODEL}/prod"]
 WEAK = {"max_iter": 1, "max_depth": 1, "learning_rate": 0.01}
+ENVS = ("staging", "prod")
 
 
 def registry() -> MlflowRegistry:
@@ -134,6 +136,8 @@ def test_a_version_that_fails_to_load_moves_the_alias_back(models: Platform) -> 
     assert health(models, "staging")["version"] == serving
     failure = result.failure_data_for_node("churn_model__staging").error.message
     assert f"alias 'staging' moved back to version {serving}" in failure
+    kept = models.latest(f"{MODEL}/staging")
+    assert (kept["version"], kept["kept"], kept["healthy"], kept["attempted_version"]) == (serving, True, True, broken)
 
 
 def test_service_calls_the_model_of_its_environment_and_lineage_runs_through(models: Platform) -> None:
@@ -227,9 +231,10 @@ def test_a_version_registered_outside_is_evaluated_and_a_better_one_deployed(mod
     better = register_from_a_notebook(models, {"max_iter": 300, "learning_rate": 0.05, "max_depth": 3})
     started = models.automate(cursors, launched)
 
-    service = models.latest(f"{SERVICE}/build")["version"] if started[2:] else None
-    assert started == [f"registered:{MODEL}:{better}", f"promote:{MODEL}:{better}:prod",
-                       f"upstream:{SERVICE}:{MODEL}:{better}", f"promote:{SERVICE}:{service}:prod"], started
+    service = models.latest(f"{SERVICE}/build")["version"] if started[3:] else None
+    assert started == [f"registered:{MODEL}:{better}", *(f"promote:{MODEL}:{better}:{env}" for env in ENVS),
+                       f"upstream:{SERVICE}:{MODEL}:{better}",
+                       *(f"promote:{SERVICE}:{service}:{env}" for env in ENVS)], started
     assert all(launched[key] for key in started), "the promoted model re-delivered the service, through prod"
     assert models.latest(f"{MODEL}/build")["version"] == better
     assert registry().alias_version(MODEL, "staging") == registry().alias_version(MODEL, "prod") == better
@@ -267,3 +272,89 @@ def test_republishing_the_dataset_retrains_the_model_against_the_champion(models
     assert f"| champion v{champion} |" in models.latest(f"{MODEL}/evaluate")["metrics"], "compared with prod"
     run = registry().client().get_run(registry().client().get_model_version(MODEL, build["version"]).run_id)
     assert run.data.tags[f"platform.dataset.{DATASET}"] == new_data
+
+
+def served_population(platform: Platform) -> Any:
+    """The features of the published table, as callers would send them (JSON-ready records)."""
+    import duckdb
+
+    from platform_assets.handlers.model_training import normalise
+
+    spec = yaml.safe_load((platform.catalog / MODEL / "deliverable.yaml").read_text())["model"]
+    with duckdb.connect(str(platform.home / "platform" / "warehouse.duckdb"), read_only=True) as db:
+        frame = normalise(db.sql("select * from prod.customer_features").df())
+    return frame.drop(columns=[spec["label"], *spec["exclude"]])
+
+
+def serve(platform: Platform, env: str, frame: Any) -> None:
+    url, token = platform.current(MODEL, env)["url"], model_token(platform.settings, MODEL, env)
+    for start in range(0, len(frame), 100):
+        body = {"dataframe_records": json.loads(frame.iloc[start:start + 100].to_json(orient="records"))}
+        answer = httpx.post(url + "/predict", json=body, headers={"Authorization": f"Bearer {token}"}, timeout=30)
+        assert answer.status_code == 200, answer.text
+
+
+def run_drift_check(platform: Platform, env: str) -> dg.AssetCheckEvaluation:
+    """What the `platform_model_drift` schedule runs, for one model and environment."""
+    from platform_assets.drift_check import DRIFT_CHECK, drift_checks
+    from platform_assets.factory import build_assets
+    from platform_assets.records import env_key
+    from platform_assets.resources_config import platform_resources
+
+    catalog = load_catalog(platform.catalog, platform.settings)
+    key = dg.AssetCheckKey(env_key(MODEL, env), DRIFT_CHECK)
+    result = dg.materialize([*build_assets(platform.settings, catalog), drift_checks(catalog, platform.settings)],
+                            selection=dg.AssetSelection.checks(key), resources=platform_resources(platform.settings),
+                            instance=platform.instance, raise_on_error=False)
+    [evaluation] = result.get_asset_check_evaluations()
+    return evaluation
+
+
+def test_drifted_inputs_fail_the_drift_check_and_on_drift_retrain_requests_one_rebuild(models: Platform) -> None:
+    """The model server samples what it serves: the published population passes `drift`, the same
+    customers with inflated activity and one plan fail it feature by feature, and the drift trigger
+    asks for exactly one rebuild of that version. An SLO with a smoke /predict guards the deploy."""
+    from sensors.triggers import drift_tick
+
+    population = served_population(models).sample(400, random_state=1)
+    smoke = {"method": "POST", "path": "/predict",
+             "body": {"dataframe_records": json.loads(population.head(2).to_json(orient="records"))}}
+    set_model_spec(models, drift={"min_rows": 200, "sample_rows": 400}, on_drift="retrain")
+    path = models.catalog / MODEL / "deliverable.yaml"
+    path.write_text(path.read_text() + yaml.safe_dump({"slo": {"error_ratio_max": 0.01, "window_s": 1,
+                                                               "smoke": [smoke]}}))
+    assert models.materialize(f"{MODEL}/build", f"{MODEL}/evaluate", f"{MODEL}/staging").success
+    version = models.latest(f"{MODEL}/staging")["version"]
+    slo = models.latest(f"{MODEL}/staging")["slo"]
+    assert slo["requests"] > 0 and slo["error_ratio"] == 0 and slo["breaches"] == [], slo
+    sample = httpx.get(models.current(MODEL, "staging")["url"] + "/-/sample", timeout=10,
+                       headers={"Authorization": f"Bearer {model_token(models.settings, MODEL, 'staging')}"})
+    assert sample.status_code == 401, "the callers' token does not open the sample of other callers' inputs"
+
+    serve(models, "staging", population)
+    unshifted = run_drift_check(models, "staging")
+    numeric = [c for c in population.columns if population[c].dtype == "float64"]
+    shifted = population.assign(**{c: population[c] * 3 + 5 for c in numeric}, plan=population["plan"].iloc[0])
+    serve(models, "staging", shifted)
+    drifted = run_drift_check(models, "staging")
+    requests, cursor = drift_tick(models.instance, [MODEL], models.settings, None)
+    again, _ = drift_tick(models.instance, [MODEL], models.settings, cursor)
+
+    assert unshifted.passed, unshifted.description
+    assert unshifted.metadata["drifted_features"].value == [] and unshifted.metadata["sampled_rows"].value == 400
+    assert not drifted.passed and drifted.metadata["version"].value == version
+    figures = drifted.metadata["figures"].value
+    assert set(figures) == set(population.columns)
+    assert set(drifted.metadata["drifted_features"].value) >= {*numeric[:3], "plan"}
+    assert figures["plan"]["test"] == "chi2" and figures[numeric[0]]["test"] == "ks"
+    assert figures[numeric[0]]["psi"] > 0.2 and figures[numeric[0]]["p_value"] < 0.01
+    assert "| feature | test |" in drifted.metadata["features"].value
+    assert drifted.metadata["plot"].value.startswith("![holdout vs served](data:image/png;base64,")
+    [request] = requests
+    assert again == [], "one rebuild per drifted version"
+    assert request.run_key == f"drift:{MODEL}:{version}" and request.tags["platform/trigger"] == "drift"
+    assert {k.to_user_string() for k in request.asset_selection} == {f"{MODEL}/build", f"{MODEL}/evaluate"}, \
+        "a rebuild: the promotion sensor deploys it once its gates passed"
+    rebuilt = models.run_request(request)
+    assert rebuilt.success and {c.check_name for c in rebuilt.get_asset_check_evaluations()} >= {
+        "metrics", "champion", "signature"}, "the rebuild goes through the gates"

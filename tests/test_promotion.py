@@ -78,6 +78,24 @@ def test_two_ticks_over_the_same_state_request_nothing_twice(instance, catalog, 
     assert [r.run_key for r in third] == [f"promote:{MODEL}:4:prod"], "a new healthy version moves on"
 
 
+def test_a_version_whose_gates_passed_is_deployed_to_the_first_environment(instance, catalog, settings) -> None:
+    """The trigger sensors only build and evaluate; the first deploy is a promotion too, in a run of
+    its own, so a failing gate never fails a run that planned an environment."""
+    record_from_a_run(instance, evaluate_key(MODEL), {"version": "2", "gates_passed": False})
+    failed, cursor = tick(instance, catalog, settings, None)
+    record_from_a_run(instance, evaluate_key(MODEL), {"version": "3", "gates_passed": True})
+    passed, cursor = tick(instance, catalog, settings, cursor)
+    deployed(instance, MODEL, "staging", "3")
+    onwards, _ = tick(instance, catalog, settings, cursor)
+
+    assert failed == []
+    assert [(r.run_key, r.asset_selection, set(r.asset_check_keys)) for r in passed] == [
+        (f"promote:{MODEL}:3:staging", [env_key(MODEL, "staging")],
+         {dg.AssetCheckKey(env_key(MODEL, "staging"), "healthy"), dg.AssetCheckKey(env_key(MODEL, "staging"),
+                                                                                   "last_deploy")})]
+    assert [r.run_key for r in onwards] == [f"promote:{MODEL}:3:prod"]
+
+
 def test_an_environment_a_running_run_is_about_to_deploy_is_left_to_it(instance, catalog, settings) -> None:
     deployed(instance, MODEL, "staging", "8")
     run = dg.DagsterRun(job_name="__ASSET_JOB", status=dg.DagsterRunStatus.STARTED,

@@ -151,6 +151,17 @@ def test_version_that_does_not_start_in_prod_is_rolled_back(delivered: Platform)
     assert recorded["event"].value == "deploy_failed"
     assert recorded["attempted_version"].value == new_version
     assert "RECS_SIGNING_KEY is required in prod" in recorded["log_tail"].value
+    # The run failed, but prod is not down: its newest record restates what serves, checked again,
+    # and the non-blocking `last_deploy` check (a warning, not an error) says why nothing changed.
+    kept = delivered.latest(f"{SERVICE}/prod")
+    assert (kept["kept"], kept["healthy"], kept["attempted_version"]) == (True, True, new_version)
+    assert kept["dagster/last_updated_timestamp"] < observation.timestamp - 1, "the kept version's time, not now"
+    [last_deploy] = [e for e in result.get_asset_check_evaluations()
+                     if (e.asset_key.to_user_string(), e.check_name) == (f"{SERVICE}/prod", "last_deploy")]
+    assert not last_deploy.passed and last_deploy.severity == dg.AssetCheckSeverity.WARN
+    assert "RECS_SIGNING_KEY is required in prod" in last_deploy.description
+    assert f"prod keeps serving {old['version']}" in last_deploy.description
+    assert checks(result)[f"{SERVICE}/prod:healthy"] is True
 
 
 def test_wrong_app_path_fails_the_build_naming_the_field(platform: Platform) -> None:
@@ -272,3 +283,52 @@ def test_a_version_unhealthy_in_staging_cannot_be_materialized_into_prod(platfor
     message = result.failure_data_for_node("recommendations_api__prod").error.message
     assert f"{staging['version']} is not healthy in staging" in message
     assert platform.instance.get_latest_materialization_event(dg.AssetKey([SERVICE, "prod"])) is None
+
+
+SLO = """
+slo:
+  error_ratio_max: 0.01
+  p95_ms_max: 300
+  window_s: 2
+  smoke:
+    - {method: GET, path: /recommendations/c-1, expect_status: 200}
+    - {method: GET, path: /health}
+"""
+
+
+def test_a_version_that_breaches_its_slo_after_the_switch_is_rolled_back_with_the_figures(platform: Platform) -> None:
+    """The verification window drives the smoke requests and reads the wrapper's metrics: the good
+    version holds its SLO, the next one answers 500 once deployed and goes back, figures recorded."""
+    spec = platform.catalog / SERVICE / "deliverable.yaml"
+    spec.write_text(spec.read_text() + SLO)
+    stages = (f"{SERVICE}/build", f"{SERVICE}/evaluate", f"{SERVICE}/staging")
+    assert platform.materialize(*stages).success
+    good = platform.latest(f"{SERVICE}/staging")
+    edit(platform, "src/recommendations_api/app.py", "-> Recommendations:\n",
+         "-> Recommendations:\n    if os.environ.get('PLATFORM_ENVIRONMENT') == 'staging':\n"
+         "        raise RuntimeError('the staging catalog is unreachable')\n")
+
+    result = platform.materialize(*stages)
+
+    held = good["slo"]
+    assert held["breaches"] == [] and held["requests"] >= 10 and held["error_ratio"] == 0, held
+    bad = platform.latest(f"{SERVICE}/build")["version"]
+    assert not result.success
+    restored = platform.latest(f"{SERVICE}/staging")
+    assert (restored["version"], restored["rollback_from"], restored["trigger"]) == (good["version"], bad,
+                                                                                    "auto-rollback")
+    assert health(restored["url"])["version"] == good["version"]
+    [unhealthy] = [r.asset_observation.metadata for r in platform.instance.fetch_observations(
+        dg.AssetKey([SERVICE, "staging"]), 5).records]
+    breached = unhealthy["slo"].value
+    assert unhealthy["event"].value == "deploy_unhealthy" and unhealthy["attempted_version"].value == bad
+    assert breached["error_ratio"] == 1.0 and breached["requests"] >= 10, breached
+    assert any(b.startswith("error ratio 1.0000 > 0.01") for b in breached["breaches"])
+    assert any(b.startswith("GET /recommendations/c-1 answered 500") for b in breached["breaches"])
+    assert "SLO breached" in unhealthy["reason"].value
+    [latest_check] = platform.instance.event_log_storage.get_asset_check_execution_history(
+        dg.AssetCheckKey(dg.AssetKey([SERVICE, "staging"]), "healthy"), limit=1)
+    check = latest_check.event.asset_check_evaluation
+    assert check.passed, "the environment serves the restored version, healthy"
+    assert f"restored: {bad} was not healthy" in check.description and "SLO breached" in check.description
+    assert check.metadata["rolled_back"].value["slo"] == breached, "the attempt's figures are on the check"

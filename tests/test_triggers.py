@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from platform_assets.catalog import Catalog, load_catalog
-from platform_assets.records import build_key, env_key, evaluate_key
+from platform_assets.records import build_key, evaluate_key
 from platform_assets.settings import PlatformSettings, load_settings
 from sensors.triggers import schedule_tick, source_tick, upstream_tick
 from tests.conftest import copy_deliverable, record_deploy
@@ -53,7 +53,7 @@ def test_a_source_change_requests_one_delivery_of_that_version(tmp_path, setting
     assert baseline == unchanged == touched == again == [], "same content, no request"
     [request] = changed
     assert request.run_key.startswith(f"source:{SERVICE}:") and request.tags["platform/trigger"] == "source-change"
-    assert request.asset_selection == [build_key(SERVICE), evaluate_key(SERVICE), env_key(SERVICE, "staging")]
+    assert request.asset_selection == [build_key(SERVICE), evaluate_key(SERVICE)]
 
 
 def test_a_version_published_to_the_last_environment_redelivers_downstream(tmp_path, settings) -> None:
@@ -72,17 +72,17 @@ def test_a_version_published_to_the_last_environment_redelivers_downstream(tmp_p
     assert baseline == staged_only == repeated == unhealthy == []
     assert [(r.run_key, r.tags["platform/upstream"]) for r in published] == [
         (f"upstream:{MODEL}:{FEATURES}:f2", f"{FEATURES}@f2")]
-    assert published[0].asset_selection == [build_key(MODEL), evaluate_key(MODEL), env_key(MODEL, "staging")]
+    assert published[0].asset_selection == [build_key(MODEL), evaluate_key(MODEL)]
 
 
 def test_a_cron_schedule_rebuilds_once_per_due_time(tmp_path, settings) -> None:
     catalog = catalog_of(tmp_path, settings, MODEL, FEATURES, changes={MODEL: {"schedule": "0 * * * *"}})
     at = [datetime(2026, 12, 1, h, m, tzinfo=UTC) for h, m in ((10, 30), (10, 50), (13, 5), (13, 10))]
 
-    baseline, cursor = schedule_tick(catalog, settings, None, at[0])
-    not_due, cursor = schedule_tick(catalog, settings, cursor, at[1])
-    due, cursor = schedule_tick(catalog, settings, cursor, at[2])
-    after, _ = schedule_tick(catalog, settings, cursor, at[3])
+    baseline, cursor = schedule_tick(catalog, None, at[0])
+    not_due, cursor = schedule_tick(catalog, cursor, at[1])
+    due, cursor = schedule_tick(catalog, cursor, at[2])
+    after, _ = schedule_tick(catalog, cursor, at[3])
 
     assert baseline == not_due == after == []
     assert [r.run_key for r in due] == [f"schedule:{MODEL}:2026-12-01T13:00"], "missed ticks collapse into one"

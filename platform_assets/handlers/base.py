@@ -44,6 +44,7 @@ class Deployed:
 
     version: str
     metadata: dict[str, Any]
+    recorded_at: float | None = None  # when the record was written (None outside the event log)
 
 
 @dataclass
@@ -85,6 +86,8 @@ class KindHandler(ABC):
     gates: ClassVar[tuple[str, ...]]
     resources: ClassVar[frozenset[str]] = frozenset()
     pool: ClassVar[str | None] = None
+    # Whether its deploys keep running (a process, a Deployment) that the runtime sensor watches.
+    serves: ClassVar[bool] = False
 
     def step_pool(self, settings: PlatformSettings) -> str | None:
         """The concurrency pool of this kind's steps under `settings` (default: `pool`)."""
@@ -147,4 +150,9 @@ class KindHandler(ABC):
 
     @abstractmethod
     def verify(self, ctx: StageContext, deployment: dict[str, Any], target: DeployTarget) -> GateResult:
-        """Post-deploy verification: the `healthy` check of an environment asset."""
+        """Post-deploy verification: the `healthy` check of an environment asset (a spec's `slo:` is
+        verified on top of it by platform_assets/slo.py, for every kind that serves)."""
+
+    def smoke_headers(self, ctx: StageContext, deployment: dict[str, Any]) -> dict[str, str]:
+        """Headers the smoke requests of the spec's `slo:` carry (a model's bearer token)."""
+        return {}

@@ -205,6 +205,7 @@ class DatasetHandler(KindHandler):
             "audit_schema": record["audit_schema"],
             "warehouse": warehouse.location(),
             "rows": {m: record["tables"][m]["rows"] for m in record["models"]},
+            **_data_time(ctx, record),
         }
 
     def verify(self, ctx: StageContext, deployment: dict[str, Any], target: DeployTarget) -> GateResult:
@@ -321,19 +322,41 @@ def _row_count_gate(record: dict[str, Any], minimums: dict[str, int]) -> GateRes
     return GateResult("row_count_min", not short, summary, {"row_counts": counts, "minimums": minimums})
 
 
+def _newest_rows(ctx: StageContext, record: dict[str, Any], column: str) -> dict[str, datetime | str]:
+    """Per published model, the newest value of `column` in the audit schema, or why there is none."""
+    found: dict[str, datetime | str] = {}
+    for model in record["models"]:
+        table = record["tables"][model]
+        if table is None or column not in table["columns"]:
+            found[model] = f"{model} has no column '{column}' to judge freshness by"
+            continue
+        newest = _warehouse(ctx).max_value(record["audit_schema"], model, column)
+        found[model] = (f"{model}.{column} is empty" if newest is None
+                        else newest if newest.tzinfo else newest.replace(tzinfo=UTC))
+    return found
+
+
+def _data_time(ctx: StageContext, record: dict[str, Any]) -> dict[str, Any]:
+    """When the published data was loaded (its stalest table), as the time prod's freshness check
+    reads (`dagster/last_updated_timestamp`); nothing when a table cannot tell or freshness is off."""
+    import dagster as dg
+
+    if ctx.spec.gates.freshness is None:
+        return {}
+    newest = _newest_rows(ctx, record, ctx.spec.gates.freshness.column).values()
+    times = [value for value in newest if isinstance(value, datetime)]
+    if not times or len(times) < len(newest):
+        return {}
+    return {"dagster/last_updated_timestamp": dg.MetadataValue.timestamp(min(times).timestamp())}
+
+
 def _freshness_gate(ctx: StageContext, record: dict[str, Any], gate: FreshnessGate) -> GateResult:
     now = datetime.now(UTC)
     stale, ages = [], {}
-    for model in record["models"]:
-        table = record["tables"][model]
-        if table is None or gate.column not in table["columns"]:
-            stale.append(f"{model} has no column '{gate.column}' to judge freshness by")
+    for model, newest in _newest_rows(ctx, record, gate.column).items():
+        if isinstance(newest, str):
+            stale.append(newest)
             continue
-        newest = _warehouse(ctx).max_value(record["audit_schema"], model, gate.column)
-        if newest is None:
-            stale.append(f"{model}.{gate.column} is empty")
-            continue
-        newest = newest if newest.tzinfo else newest.replace(tzinfo=UTC)
         ages[model] = round((now - newest).total_seconds() / 3600, 2)
         if ages[model] > gate.max_age_hours:
             stale.append(f"{model} is {ages[model]}h old, at most {gate.max_age_hours}h allowed")

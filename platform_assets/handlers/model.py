@@ -6,7 +6,9 @@ lineage; register a model version (`model_build.py`). version = the MLflow model
 evaluate: gates `metrics`, `champion`, `signature`, scored with the registered (pyfunc) models on
 the build's holdout, each checked before it is loaded (`model_safety.py`). deploy: move the
 environment's alias to the version and start a model server that loads `models:/<name>@<env>`
-behind that (model, environment)'s own token; if it does not come up, the alias moves back.
+behind that (model, environment)'s own token; if it does not come up, the alias moves back. The
+server keeps a sample of what it serves, which the scheduled `drift` check compares with the
+holdout (platform_assets/drift_check.py).
 """
 
 from __future__ import annotations
@@ -31,7 +33,18 @@ from platform_assets.handlers.model_build import (
     training_data,
 )
 from platform_assets.model_safety import serving_env
-from platform_assets.model_token import SECRET_KEY, SERVER_TOKEN_ENV, model_token, token_secret_name
+from platform_assets.model_token import (
+    SAMPLE_ROWS_ENV,
+    SAMPLE_TOKEN_ENV,
+    SECRET_KEY,
+    SERVER_TOKEN_ENV,
+    model_token,
+    sample_secret_name,
+    sample_token,
+    token_secret_name,
+)
+from platform_assets.serving_metrics import served_command
+from platform_assets.slo import Slo
 from platform_assets.specs import DeliverableSpec, StrictModel
 from resources.deploy_target import DeployFailed, DeployTarget, ProcessLaunch, Workload
 from resources.manifest_target import ManifestTarget
@@ -39,6 +52,7 @@ from resources.manifest_target import ManifestTarget
 HOLDOUT = "holdout.parquet"
 ADOPT_TAG = "platform/model_version"  # run tag: adopt this registered version instead of training
 SERVER_PORT = 8080
+SERVER_APP = "platform_assets.model_server:app"  # served behind the platform's wrapper (serving.py)
 ROC_PLOT = "roc.png"
 
 
@@ -66,6 +80,18 @@ class ModelGates(StrictModel):
     signature: SignatureGate = SignatureGate()
 
 
+class DriftSettings(StrictModel):
+    """When the scheduled `drift` check fails: a feature whose served values differ from the training
+    holdout both significantly (KS or chi-square p-value below `significance`) and by enough to
+    matter (population stability index above `psi_max`); platform_assets/drift.py says why both."""
+
+    features: list[str] = Field(default_factory=list, description="features to compare; unset: every feature")
+    psi_max: float = Field(default=0.2, gt=0)
+    significance: float = Field(default=0.01, gt=0, lt=1)
+    min_rows: int = Field(default=200, ge=20, description="fewer served rows than this are not judged")
+    sample_rows: int = Field(default=5000, ge=100, le=100_000, description="served rows the model server keeps")
+
+
 class ModelSettings(StrictModel):
     training_table: str = Field(description="a table published by a dataset in depends_on")
     label: str
@@ -82,12 +108,16 @@ class ModelSettings(StrictModel):
     startup_timeout_s: float = Field(default=90.0, gt=0, le=900)
     serving_compute: str | None = Field(default=None, description="the model server's profile; unset: default_compute")
     replicas: int = Field(default=1, ge=1, le=50, description="model server pods on Kubernetes")
+    drift: DriftSettings = DriftSettings()
+    on_drift: Literal["alert", "retrain"] = Field(
+        default="alert", description="retrain: a failed `drift` check requests build, evaluate, first environment")
 
 
 class ModelSpec(DeliverableSpec):
     kind: Literal["model"]
     gates: ModelGates = ModelGates()
     model: ModelSettings
+    slo: Slo | None = None
 
 
 class ModelHandler(KindHandler):
@@ -96,6 +126,7 @@ class ModelHandler(KindHandler):
     spec_model = ModelSpec
     gates = ("metrics", "champion", "signature")
     resources = frozenset({"mlflow", "warehouse", "sandbox"})
+    serves = True
 
     def spec_paths(self, spec: Any) -> dict[str, str]:
         return {"model.trainer": spec.model.trainer.partition(":")[0]}
@@ -191,16 +222,18 @@ class ModelHandler(KindHandler):
 
     def _launch(self, ctx: StageContext, version: str, alias: str, target: DeployTarget) -> ProcessLaunch:
         registry = registry_of(ctx)
+        command, served = served_command(sys.executable, SERVER_APP, "127.0.0.1", "{port}")
         return ProcessLaunch(
             deliverable=ctx.name,
             version=version,
-            command=[sys.executable, "-m", "uvicorn", "platform_assets.model_server:app",
-                     "--host", "127.0.0.1", "--port", "{port}"],
+            command=command,
             health_path="/health",
             workdir=target.workspace(ctx.name, version),
             env={"MODEL_NAME": ctx.name, "MODEL_ALIAS": alias, "PLATFORM_VERSION": version,
                  "PLATFORM_ENVIRONMENT": alias, SERVER_TOKEN_ENV: model_token(ctx.settings, ctx.name, alias),
-                 **registry.server_env(), **serving_env(ctx.settings.models.trusted_types)},
+                 SAMPLE_TOKEN_ENV: sample_token(ctx.settings, ctx.name, alias),
+                 SAMPLE_ROWS_ENV: str(ctx.spec.model.drift.sample_rows),
+                 **registry.server_env(), **serving_env(ctx.settings.models.trusted_types), **served},
             startup_timeout_s=ctx.spec.model.startup_timeout_s,
         )
 
@@ -220,6 +253,8 @@ class ModelHandler(KindHandler):
                                "location image to reuse; set it to the platform image that runs the model server")
         profile = settings.serving_compute or ctx.settings.default_compute
         secret = token_secret_name(ctx.settings, ctx.name, alias)
+        sample_secret = sample_secret_name(ctx.settings, ctx.name, alias)
+        command, served = served_command("python", SERVER_APP, "0.0.0.0", str(SERVER_PORT))
         return Workload(
             deliverable=ctx.name,
             kind="model-server",
@@ -227,14 +262,15 @@ class ModelHandler(KindHandler):
             team=ctx.spec.owner,
             port=SERVER_PORT,
             health_path="/health",
-            command=["python", "-m", "uvicorn", "platform_assets.model_server:app", "--host", "0.0.0.0",
-                     "--port", str(SERVER_PORT)],
+            command=command,
             profile_name=profile,
             profile=ctx.settings.profile(profile),
             env={"MODEL_NAME": ctx.name, "MODEL_ALIAS": alias, "HOME": "/tmp", **registry.server_env(),
-                 **serving_env(ctx.settings.models.trusted_types)},
-            secret_env={SERVER_TOKEN_ENV: (secret, SECRET_KEY)},
-            secrets={secret: {SECRET_KEY: model_token(ctx.settings, ctx.name, alias)}},
+                 SAMPLE_ROWS_ENV: str(settings.drift.sample_rows),
+                 **serving_env(ctx.settings.models.trusted_types), **served},
+            secret_env={SERVER_TOKEN_ENV: (secret, SECRET_KEY), SAMPLE_TOKEN_ENV: (sample_secret, SECRET_KEY)},
+            secrets={secret: {SECRET_KEY: model_token(ctx.settings, ctx.name, alias)},
+                     sample_secret: {SECRET_KEY: sample_token(ctx.settings, ctx.name, alias)}},
             env_from_secrets=tuple(serving.env_secrets),
             image=image,
             startup_timeout_s=settings.startup_timeout_s,
@@ -242,6 +278,9 @@ class ModelHandler(KindHandler):
             egress=registry.server_egress(),
             options={"model_uri": f"models:/{ctx.name}@{alias}"},
         )
+
+    def smoke_headers(self, ctx: StageContext, deployment: dict[str, Any]) -> dict[str, str]:
+        return {"Authorization": f"Bearer {model_token(ctx.settings, ctx.name, deployment['alias'])}"}
 
     def verify(self, ctx: StageContext, deployment: dict[str, Any], target: DeployTarget) -> GateResult:
         """Serves the version, predicts the build's input example with the token, refuses without.

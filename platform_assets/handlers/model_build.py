@@ -181,9 +181,10 @@ def adopt(ctx: StageContext, version: str, data: TrainingData) -> dict[str, Any]
 
 
 def model_fingerprint(ctx: StageContext) -> str:
-    """Trainer code, model settings and the upstream data versions: what decides the trained model."""
+    """Trainer code, model settings and the upstream data versions: what decides the trained model
+    (how it is watched once served, `drift` and `on_drift`, does not)."""
     digest = hashlib.sha256(source_digest(ctx.deliverable.folder).encode())
-    digest.update(ctx.spec.model.model_dump_json().encode())
+    digest.update(ctx.spec.model.model_dump_json(exclude={"drift", "on_drift"}).encode())
     digest.update(json.dumps(ctx.upstream_versions, sort_keys=True).encode())
     return digest.hexdigest()[:12]
 

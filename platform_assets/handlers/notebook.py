@@ -36,7 +36,7 @@ from platform_assets.handlers.notebook_run import (
 from platform_assets.handlers.spec_paths import resolve_in_folder
 from platform_assets.sandbox import PYTHON, SandboxTask
 from platform_assets.settings import PlatformSettings
-from platform_assets.specs import DeliverableSpec, StrictModel
+from platform_assets.specs import DeliverableSpec, Seconds, StrictModel
 from resources.deploy_target import DeployFailed, DeployTarget
 
 if TYPE_CHECKING:
@@ -54,6 +54,9 @@ class NotebookSettings(StrictModel):
     path: str = Field(pattern=r"^[^/].*\.ipynb$", description="the notebook, relative to the spec's folder")
     parameters: dict[str, Any] = Field(default_factory=dict)
     cell_timeout_s: float = Field(default=600.0, gt=0, description="a cell running longer fails `executes`")
+    # With a `schedule:`, the report in the last environment is flagged stale (`report_schedule`) once
+    # a new one was due and this much more time has passed.
+    schedule_grace: Seconds = 3600.0
 
     @field_validator("parameters")
     @classmethod

@@ -23,7 +23,7 @@ from typing import Any
 from platform_assets.fingerprint import copy_sources
 from platform_assets.handlers.base import BuildFailed
 from platform_assets.sandbox import PYTHON, Sandbox, SandboxResult, SandboxTask, minimal_env, platform_secrets, redact
-from platform_assets.settings import ComputeProfile
+from platform_assets.settings import PROJECT_ROOT, ComputeProfile
 
 INSTALLED_MARKER = ".installed"
 JUNIT = ".platform-junit.xml"
@@ -154,17 +154,23 @@ def _require(result: SandboxResult, what: str) -> None:
 def install_isolated(wheel: Path, venv_dir: Path) -> Path:
     """Install `wheel` into its own virtual environment; return that environment's python.
 
-    The platform's site-packages is added after the environment's own as a read-only base layer,
-    so common runtime dependencies (fastapi, uvicorn) need no network; anything the wheel needs
-    beyond them, or in another version, is installed into the isolated environment only. pip runs
-    with a minimal environment: whatever it builds or installs sees none of the platform's credentials.
+    The platform's site-packages, and the folder its own packages are imported from (for the
+    serving wrapper, platform_assets/serving.py), are added after the environment's own as a
+    read-only base layer, so common runtime dependencies (fastapi, uvicorn, prometheus-client) need
+    no network; anything the wheel needs beyond them, or in another version, is installed into the
+    isolated environment only. pip runs with a minimal environment: whatever it builds or installs
+    sees none of the platform's credentials.
     """
     python = venv_dir / "bin" / "python"
-    if (venv_dir / INSTALLED_MARKER).exists():
-        return python
-    venv.EnvBuilder(with_pip=False, symlinks=True, clear=True).create(venv_dir)
+    installed = (venv_dir / INSTALLED_MARKER).exists()
+    if not installed:
+        venv.EnvBuilder(with_pip=False, symlinks=True, clear=True).create(venv_dir)
     purelib = next((venv_dir / "lib").glob("python*/site-packages"))
-    (purelib / "_platform_base.pth").write_text("\n".join(site.getsitepackages()) + "\n")
+    # Written on every deploy, so an environment installed by an earlier platform gets today's layer.
+    base = dict.fromkeys([*site.getsitepackages(), str(PROJECT_ROOT)])
+    (purelib / "_platform_base.pth").write_text("\n".join(base) + "\n")
+    if installed:
+        return python
     with tempfile.TemporaryDirectory(prefix="pip-home-") as home:
         completed = subprocess.run(
             [sys.executable, "-m", "pip", "--python", str(python), "install", "--no-input", "--no-cache-dir", "-q",

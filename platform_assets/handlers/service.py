@@ -5,6 +5,8 @@ what the spec declares (its env, secrets and upstreams); version = source digest
 evaluate: gates `tests` and `api_compatibility` (against the contract running in the last env).
 deploy: on a process target, install the wheel into an isolated environment and run it with
 uvicorn; on a manifest target (Kubernetes, GitOps), run the version's image as a `service` workload.
+Either way the app runs behind the platform's serving wrapper (platform_assets/serving.py), which
+exposes its request metrics at `/-/metrics`.
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ from platform_assets.handlers.spec_paths import resolve_in_folder
 from platform_assets.model_token import SECRET_KEY, model_token, token_secret_name
 from platform_assets.openapi_compat import compare_contracts
 from platform_assets.secret_store import MissingSecret, SecretRef, check_variables, resolve, secret_refs
+from platform_assets.serving_metrics import served_command
+from platform_assets.slo import Slo
 from platform_assets.specs import DeliverableSpec, StrictModel
 from resources.deploy_target import DeployFailed, DeployTarget, ProcessLaunch, Workload, probe
 from resources.manifest_target import ManifestTarget
@@ -77,6 +81,10 @@ class ServiceSpec(DeliverableSpec):
     kind: Literal["service"]
     gates: ServiceGates = ServiceGates()
     service: ServiceSettings
+    slo: Slo | None = None
+
+
+SHOWN = 5  # breaking changes or failing tests named in a gate's summary
 
 
 class ServiceHandler(KindHandler):
@@ -85,6 +93,7 @@ class ServiceHandler(KindHandler):
     spec_model = ServiceSpec
     gates = ("tests", "api_compatibility")
     resources = frozenset({"sandbox"})
+    serves = True
 
     def spec_paths(self, spec: Any) -> dict[str, str]:
         """The source folder, and the Python path and tests inside it."""
@@ -138,8 +147,12 @@ class ServiceHandler(KindHandler):
         passed = tests["failed"] == 0 and tests["errors"] == 0 and tests["passed"] >= minimum
         summary = (
             f"{tests['passed']} passed, {tests['failed']} failed, {tests['errors']} errors"
-            + ("" if tests["passed"] >= minimum else f"; at least {minimum} must pass")
+            + ("" if tests["passed"] >= minimum else f"; at least {minimum} must pass (gates.tests.min_passed)")
         )
+        if tests["failures"]:
+            shown = tests["failures"][:SHOWN]
+            more = len(tests["failures"]) - len(shown)
+            summary += "; failing: " + "; ".join(shown) + (f"; and {more} more" if more > 0 else "")
         return GateResult("tests", passed, summary, {"failures": tests["failures"]})
 
     def _api_gate(self, ctx: StageContext, version: str) -> GateResult:
@@ -150,19 +163,7 @@ class ServiceHandler(KindHandler):
         report = compare_contracts(old, new)
         allow = ctx.spec.gates.api_compatibility.allow_breaking_on_major
         passed = report.allowed(allow)
-        if running is None:
-            summary = f"nothing runs in {baseline_env} yet; no contract to break"
-        elif report.compatible:
-            summary = f"compatible with {running.version} in {baseline_env}"
-        elif passed:
-            summary = (f"{len(report.breaking)} breaking change(s) allowed by the major version bump "
-                       f"{report.old_version} -> {report.new_version}")
-        else:
-            summary = f"{len(report.breaking)} breaking change(s) against {running.version} in {baseline_env}"
-            if report.major_bump and not allow:
-                summary += "; the spec does not allow breaking changes on a major bump"
-            elif not report.major_bump:
-                summary += f"; bump the major version of info.version ({report.new_version}) to announce them"
+        summary = _api_summary(ctx, report, running.version if running else None, allow)
         return GateResult(
             "api_compatibility",
             passed,
@@ -191,14 +192,15 @@ class ServiceHandler(KindHandler):
             python = install_isolated(wheel, workspace / "venv")
         except ProjectError as exc:
             raise DeployFailed(str(exc), {"attempted_version": version}) from exc
+        command, served = served_command(str(python), settings.app, "127.0.0.1", "{port}")
         launch = ProcessLaunch(
             deliverable=ctx.name,
             version=version,
-            command=[str(python), "-m", "uvicorn", settings.app, "--host", "127.0.0.1", "--port", "{port}"],
+            command=command,
             health_path=settings.health_path,
             workdir=workspace,
             env={"PLATFORM_VERSION": version, "PLATFORM_ENVIRONMENT": target.environment,
-                 **dependency_env(ctx, target.environment), **settings.env},
+                 **dependency_env(ctx, target.environment), **settings.env, **served},
             secret_env=secrets,
             startup_timeout_s=settings.startup_timeout_s,
         )
@@ -213,6 +215,7 @@ class ServiceHandler(KindHandler):
         upstreams = dependency_endpoints(ctx, environment)
         secrets = {name: token_secret_name(ctx.settings, upstream, environment)
                    for name, upstream in upstreams.tokens.items()}
+        command, served = served_command("python", settings.app, "0.0.0.0", str(CONTAINER_PORT))
         return Workload(
             deliverable=ctx.name,
             kind="service",
@@ -220,10 +223,10 @@ class ServiceHandler(KindHandler):
             team=ctx.spec.owner,
             port=CONTAINER_PORT,
             health_path=settings.health_path,
-            command=["python", "-m", "uvicorn", settings.app, "--host", "0.0.0.0", "--port", str(CONTAINER_PORT)],
+            command=command,
             profile_name=profile,
             profile=ctx.settings.profile(profile),
-            env={**upstreams.urls, **settings.env},
+            env={**upstreams.urls, **settings.env, **served},
             secret_env={**{name: (secret, SECRET_KEY) for name, secret in secrets.items()},
                         **secret_refs(settings.secrets)},
             secrets={secrets[name]: {SECRET_KEY: model_token(ctx.settings, upstream, environment)}
@@ -238,6 +241,29 @@ class ServiceHandler(KindHandler):
             return GateResult("healthy", healthy, detail, {"namespace": deployment["namespace"]})
         healthy, detail = probe(deployment["health_url"])
         return GateResult("healthy", healthy, detail, {"health_url": deployment["health_url"]})
+
+
+def _api_summary(ctx: StageContext, report: Any, baseline: str | None, allow: bool) -> str:
+    """What the gate found, the breaking changes themselves, and the change to the spec or the
+    contract that lets a deliberate break through."""
+    env = ctx.settings.last_environment
+    if baseline is None:
+        return f"nothing runs in {env} yet; no contract to break"
+    if report.compatible:
+        return f"compatible with {baseline} in {env}"
+    shown = "; ".join(str(change) for change in report.breaking[:SHOWN])
+    more = len(report.breaking) - SHOWN
+    found = (f"{len(report.breaking)} breaking change(s) against {baseline} in {env}: {shown}"
+             + (f"; and {more} more" if more > 0 else ""))
+    bump = f"{report.old_version} -> {report.new_version}"
+    if report.allowed(allow):
+        return f"{found}; allowed by the major version bump {bump}"
+    field = f"set gates.api_compatibility.allow_breaking_on_major: true in {ctx.deliverable.path}"
+    if report.major_bump:
+        return (f"{found}. The contract bumps its major version ({bump}) but the spec does not allow breaking "
+                f"changes on a major bump: {field} to ship them")
+    hint = "bump the major version of info.version" + ("" if allow else f" and {field}")
+    return f"{found}. Keep them compatible, or, to break clients on purpose, {hint} (now {report.new_version})"
 
 
 @dataclass(frozen=True)
