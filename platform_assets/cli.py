@@ -26,10 +26,15 @@ def cmd_validate(args: argparse.Namespace) -> int:
     catalog = load_catalog(catalog_dir(settings), settings)
     for error in catalog.errors:
         print(error)
+    from platform_assets.factory import all_kind_assets  # imports dagster: only for the kinds' checks
+
+    _, problems = all_kind_assets(catalog)
+    for problem in problems:
+        print(problem)
     files = len({error.file for error in catalog.errors})
-    print(f"{len(catalog)} deliverable(s) valid, {len(catalog.errors)} error(s) in {files} file(s) "
-          f"[catalog: {catalog.root}; teams: {teams_path(settings)}]")
-    return 1 if catalog.errors else 0
+    print(f"{len(catalog)} deliverable(s) valid, {len(catalog.errors)} error(s) in {files} file(s), "
+          f"{len(problems)} kind error(s) [catalog: {catalog.root}; teams: {teams_path(settings)}]")
+    return 1 if catalog.errors or problems else 0
 
 
 def _instance(create: bool = False):

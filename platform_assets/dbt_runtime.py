@@ -51,7 +51,7 @@ def dbt_cli(warehouse: Warehouse) -> DbtCliResource:
 def run_dbt(args: list[str], manifest: Path, warehouse: Warehouse, schema: str,
             target_path: Path | None = None) -> DbtCliInvocation:
     """Run a dbt command to completion without raising; callers read run_results."""
-    with warehouse_env(warehouse, schema):
+    with warehouse.exclusive(), warehouse_env(warehouse, schema):
         return dbt_cli(warehouse).cli(args, manifest=manifest, dagster_dbt_translator=PlatformDbtTranslator(),
                              raise_on_error=False, target_path=target_path).wait()
 
@@ -61,7 +61,7 @@ def build_selected(context: dg.AssetExecutionContext, manifest: Path) -> Iterato
     names = sorted({key.path[-1] for key in context.selected_asset_keys})
     selected_checks = context.selected_asset_check_keys
     warehouse = context.resources.warehouse
-    with warehouse_env(warehouse, "dev"):
+    with warehouse.exclusive(), warehouse_env(warehouse, "dev"):
         invocation = dbt_cli(warehouse).cli(["build", "--select", " ".join(names), "--indirect-selection", "cautious"],
                                    manifest=manifest,
                                    dagster_dbt_translator=PlatformDbtTranslator(), raise_on_error=False)
@@ -76,10 +76,12 @@ def build_selected(context: dg.AssetExecutionContext, manifest: Path) -> Iterato
 
 
 def failed_nodes(invocation: DbtCliInvocation) -> list[str]:
-    """What failed, from run_results.json, or where the log is when dbt stopped before writing it."""
+    """What failed, from run_results.json, or dbt's own errors when it stopped before writing it."""
     path = invocation.target_path / "run_results.json"
     if not path.exists():
-        return [f"dbt exited before running any node; its log: {invocation.target_path / 'dbt.log'}"]
+        error = str(invocation.get_error() or "")
+        said = error.split("Errors parsed from dbt logs:", 1)[1].strip() if "Errors parsed" in error else error
+        return [f"dbt exited before running any node: {said or 'no error message'}"]
     return [
         f"{r['unique_id']}: {r['status']}{': ' + r['message'] if r.get('message') else ''}"
         for r in invocation.get_artifact("run_results.json").get("results", [])

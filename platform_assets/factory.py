@@ -68,7 +68,7 @@ def deliverable_assets(
         resources: set[str],
     ) -> dg.AssetsDefinition:
         compute = step_compute(spec, stage_name, settings)
-        pool = stage_pool(handler.pool, settings.profile(compute).pool, key, stage_name, settings)
+        pool = stage_pool(handler.step_pool(settings), settings.profile(compute).pool, key, stage_name, settings)
 
         @dg.asset(
             key=key,
@@ -180,14 +180,20 @@ def catalog_asset(settings: PlatformSettings, catalog: Catalog, kind_problems: l
     return _catalog
 
 
-def build_assets(settings: PlatformSettings, catalog: Catalog | None = None) -> list[dg.AssetsDefinition]:
-    catalog = catalog or load_catalog(catalog_dir(settings), settings)
+def all_kind_assets(catalog: Catalog) -> tuple[list[dg.AssetsDefinition], list[str]]:
+    """What the kinds add once, and their problems: `deliver validate` prints the same text."""
     assets: list[dg.AssetsDefinition] = []
     problems: list[str] = []
     for kind, handler in HANDLERS.items():
         kind_assets, kind_problems = handler.kind_assets([d for d in catalog if d.kind == kind])
         assets.extend(kind_assets)
         problems.extend(f"kind '{kind}': {problem}" for problem in kind_problems)
+    return assets, problems
+
+
+def build_assets(settings: PlatformSettings, catalog: Catalog | None = None) -> list[dg.AssetsDefinition]:
+    catalog = catalog or load_catalog(catalog_dir(settings), settings)
+    assets, problems = all_kind_assets(catalog)
     assets.append(catalog_asset(settings, catalog, problems))
     compute_tags = ComputeTags(settings)
     for deliverable in catalog:

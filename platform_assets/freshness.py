@@ -39,7 +39,7 @@ def freshness_checks(catalog: Catalog, settings: PlatformSettings) -> list[dg.As
     last = settings.last_environment
     by_age: dict[float, list[dg.AssetKey]] = defaultdict(list)
     for deliverable in catalog:
-        if deliverable.kind == "dataset":
+        if deliverable.kind == "dataset" and deliverable.spec.gates.freshness:  # `freshness: null`: none
             by_age[deliverable.spec.gates.freshness.max_age_hours].append(env_key(deliverable.name, last))
     with warnings.catch_warnings():  # superseded by FreshnessPolicy, which reads only the materialization's
         warnings.simplefilter("ignore")  # time: a `kept` record or a reused old version would look fresh

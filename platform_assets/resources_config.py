@@ -25,7 +25,7 @@ def warehouse_resource(settings: PlatformSettings) -> Warehouse:
     if config.type == "postgres":
         return PostgresWarehouse(host=config.host, port=config.port, dbname=config.dbname, user=config.user,
                                  password=dg.EnvVar(config.password_env), sslmode=config.sslmode)
-    return DuckDBWarehouse(path=config.path)
+    return DuckDBWarehouse(path=config.path, lock_wait_s=config.lock_wait_s)
 
 
 def report_store_resource(settings: PlatformSettings) -> ReportStore:

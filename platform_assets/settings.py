@@ -170,6 +170,7 @@ class WarehouseConfig(_Strict):
 
     type: Literal["duckdb", "postgres"] = "duckdb"
     path: str | None = None
+    lock_wait_s: float = Field(default=1800.0, gt=0)  # duckdb: how long a step waits for the file's one writer
     host: str = "localhost"
     port: int = 5432
     dbname: str = "warehouse"

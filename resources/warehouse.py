@@ -5,17 +5,25 @@ afterwards; publishing to an environment replaces that environment's views, in o
 so they read the new audit schema. Readers see all old or all new tables, never a mix, and
 rolling back is publishing the previous version again: its audit schema is still there.
 Both warehouses share this SQL; they differ in how to connect and how dbt reaches them.
+
+DuckDB admits one writing process per file, so the DuckDB warehouse guards that itself
+(`exclusive`): every connection and every dbt run holds a file lock beside the database, so any
+instance (a fresh DAGSTER_HOME without dagster.yaml, `dagster dev`, the CLI, tests) runs dataset
+steps one after the other instead of failing on DuckDB's own lock. PostgreSQL needs no such lock.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import os
 import re
+import threading
 import time
 from abc import abstractmethod
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import IO, Any, ClassVar
 
 import dagster as dg
 
@@ -23,6 +31,12 @@ from platform_assets.settings import state_dir
 
 _IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]*$")
 LOCK_WAIT_S = 60.0
+_guard = threading.Lock()
+_holds: dict[tuple[int, str], list[Any]] = {}  # (pid, lock file) -> [open lock file, depth]
+
+
+class WarehouseBusy(Exception):
+    """Another process used the DuckDB file for longer than the warehouse's `lock_wait_s`."""
 
 
 def quote_safe(name: str) -> str:
@@ -57,6 +71,10 @@ class Warehouse(dg.ConfigurableResource):
     @abstractmethod
     def dbt_env(self, schema: str) -> dict[str, str]:
         """Environment variables that point dbt's profile (dbt_project/profiles.yml) here."""
+
+    def exclusive(self) -> contextlib.AbstractContextManager[None]:
+        """Held around anything that writes (dbt runs, publishing); a no-op where writers may share."""
+        return contextlib.nullcontext()
 
     def _param(self, sql: str) -> str:
         return sql
@@ -137,6 +155,7 @@ class DuckDBWarehouse(Warehouse):
     """A DuckDB file; `path` defaults to `<state>/warehouse.duckdb`."""
 
     path: str | None = None
+    lock_wait_s: float = 1800.0
     dbt_target: ClassVar[str] = "local"
     _VIEWS_SQL: ClassVar[str] = "select sql from duckdb_views() where schema_name = ? and view_name = ?"
 
@@ -150,8 +169,65 @@ class DuckDBWarehouse(Warehouse):
         return {"PLATFORM_WAREHOUSE_PATH": str(self.file()), "DBT_SCHEMA": schema}
 
     @contextlib.contextmanager
+    def exclusive(self) -> Iterator[None]:
+        """The file lock `<file>.lock`, waited for up to `lock_wait_s`; held once per process.
+
+        DuckDB's limit is per process (threads of one process share its connections), and a reader
+        needs the lock too: DuckDB refuses to open a file another process writes, even read-only.
+        """
+        lock = self.file().with_name(self.file().name + ".lock")
+        key = (os.getpid(), str(lock))  # a forked child holds nothing of its parent's
+        with _guard:
+            if key not in _holds:
+                _holds[key] = [self._acquire(lock), 0]
+            _holds[key][1] += 1
+        try:
+            yield
+        finally:
+            with _guard:
+                _holds[key][1] -= 1
+                if not _holds[key][1]:
+                    handle = _holds.pop(key)[0]
+                    handle.seek(0)
+                    handle.truncate()
+                    handle.flush()
+                    fcntl.flock(handle, fcntl.LOCK_UN)
+                    handle.close()
+
+    def _acquire(self, lock: Path) -> IO[str]:
+        lock.parent.mkdir(parents=True, exist_ok=True)
+        handle = lock.open("a+")
+        deadline = time.monotonic() + self.lock_wait_s
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    handle.seek(0)
+                    holder = handle.read().strip() or "another process"
+                    handle.close()
+                    raise WarehouseBusy(
+                        f"the DuckDB warehouse {self.file()} has been in use by {holder} for over "
+                        f"{self.lock_wait_s:.0f}s (DuckDB admits one writer at a time); nothing was changed. "
+                        "Run again when it is done, raise warehouse.lock_wait_s, or use "
+                        "warehouse.type: postgres to run dataset steps in parallel."
+                    ) from None
+                time.sleep(0.2)
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"process {os.getpid()}")
+        handle.flush()
+        return handle
+
+    @contextlib.contextmanager
     def connect(self, read_only: bool = False) -> Iterator[Any]:
-        """Waits while another process holds DuckDB's single-writer file lock."""
+        """Holds `exclusive`; still waits a while on DuckDB's own lock (a process outside the platform)."""
+        with self.exclusive(), self._open(read_only) as connection:
+            yield connection
+
+    @contextlib.contextmanager
+    def _open(self, read_only: bool) -> Iterator[Any]:
         import duckdb
 
         if read_only and not self.file().exists():

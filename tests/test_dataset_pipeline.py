@@ -17,7 +17,7 @@ from platform_assets.definitions import build_definitions
 from platform_assets.factory import CATALOG_KEY
 from platform_assets.settings import PROJECT_ROOT, dbt_project_dir, load_settings
 from resources.warehouse import DuckDBWarehouse
-from tests.conftest import Platform, materialize_with_cli, status_json
+from tests.conftest import Platform, cli, copy_deliverable, materialize_with_cli, status_json
 from tests.postgres_server import PostgresServer
 
 DATASET = "customer-features"
@@ -92,6 +92,10 @@ def test_failing_dbt_test_fails_the_gate_and_prod_keeps_its_tables(delivered: Pl
     assert not evaluation.passed
     assert "assert_order_amounts_not_negative" in evaluation.description
     assert "customer_features" in evaluation.description, "the skipped model is named too"
+    for other in ("row_count_min", "freshness", "schema_contract"):
+        reason = gate(result, other).description
+        assert reason.startswith("not evaluated: customer_features was not built because "), reason
+        assert "assert_order_amounts_not_negative" in reason
     assert delivered.latest(f"{DATASET}/prod")["version"] == served["version"]
     assert DuckDBWarehouse(path=str(warehouse_file(delivered))).published_source(
         "prod", "customer_features") == served["audit_schema"]
@@ -119,6 +123,37 @@ def test_removed_column_fails_schema_contract_unless_allowed(delivered: Platform
     assert allowed.success
     assert gate(allowed, "schema_contract").passed
     assert delivered.latest(f"{DATASET}/prod")["version"] != served["version"]
+
+
+def test_gates_set_to_null_are_off(delivered: Platform) -> None:
+    """`freshness: null` and `schema_contract: null`: a model without load time ships, a removed column too."""
+    edit(dbt_project_dir() / "models" / "marts" / "customer_features.sql", "    c.marketing_opt_in,\n", "")
+    spec = delivered.catalog / DATASET / "deliverable.yaml"
+    edit(spec, "freshness: {column: loaded_at, max_age_hours: 24}", "freshness: {column: no_such_column}")
+    refused = delivered.materialize(f"{DATASET}/build", f"{DATASET}/evaluate")
+    assert not gate(refused, "freshness").passed and not gate(refused, "schema_contract").passed
+
+    edit(spec, "freshness: {column: no_such_column}", "freshness: null")
+    edit(spec, "schema_contract: {allow_breaking: false}", "schema_contract: null")
+    result = delivered.materialize(*THROUGH_PROD)
+
+    assert result.success, [e for e in result.all_events if e.is_failure]
+    assert gate(result, "freshness").description == "off: the spec sets gates.freshness to null"
+    assert gate(result, "schema_contract").description == "off: the spec sets gates.schema_contract to null"
+
+
+def test_fresh_instance_without_dagster_yaml_materializes_every_dataset_and_the_notebook(
+    datasets: Platform,
+) -> None:
+    """No `duckdb` pool (no dagster.yaml): the warehouse's own lock keeps parallel dataset steps apart."""
+    (datasets.home / "dagster.yaml").unlink()
+    copy_deliverable("segmentation-report", datasets.catalog)
+    keys = [f"{name}/{stage}" for name in ("customer-features", "customer-segments", "segmentation-report")
+            for stage in ("build", "evaluate", "staging", "prod")]
+    materialize_with_cli(keys)
+    assert prod_rows(datasets, "select count(*) from prod.customer_features") == [(2000,)]
+    assert prod_rows(datasets, "select count(*) > 0 from prod.customer_segments") == [(True,)]
+    assert datasets.latest("segmentation-report/prod")["healthy"] is True
 
 
 def test_dbt_models_are_assets_with_lineage_checks_and_team_groups(datasets: Platform) -> None:
@@ -186,7 +221,25 @@ def test_dbt_project_that_does_not_parse_takes_nothing_else_down(datasets: Platf
     assert "warehouse/stg_orders" not in keys, "the dbt models are left out"
     catalog = defs.resolve_assets_def(CATALOG_KEY).specs_by_key[CATALOG_KEY]
     assert "kind 'dataset': dbt parse of" in catalog.metadata["errors_at_load"].value
+    validated = cli("validate")
+    assert validated.returncode == 1
+    assert f"kind 'dataset': dbt parse of {dbt_project_dir()} failed" in validated.stdout
     result = datasets.materialize(f"{DATASET}/build")
     assert not result.success
     message = result.failure_data_for_node("customer_features__build").error.message
     assert "customer-features could not be built: dbt parse of" in message and "_marts.yml" in message
+
+
+def test_validate_and_the_catalog_asset_name_a_model_the_dbt_project_lacks(datasets: Platform) -> None:
+    spec = datasets.catalog / DATASET / "deliverable.yaml"
+    edit(spec, "models: [customer_features]", "models: [customer_featurez]")
+    edit(spec, "row_count_min: {customer_features: 1000}", "row_count_min: {customer_featurez: 1000}")
+    expected = (f"kind 'dataset': {spec}: field 'dataset.models': 'customer_featurez' is not a model of the dbt "
+                f"project {dbt_project_dir()}; add it there or publish one of: ")
+
+    validated = cli("validate")
+
+    assert validated.returncode == 1, validated.stdout
+    assert expected in validated.stdout
+    catalog = build_definitions(load_settings()).resolve_assets_def(CATALOG_KEY).specs_by_key[CATALOG_KEY]
+    assert expected in catalog.metadata["errors_at_load"].value

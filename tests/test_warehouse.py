@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from resources.warehouse import DuckDBWarehouse, PostgresWarehouse, Warehouse
+from resources.warehouse import DuckDBWarehouse, PostgresWarehouse, Warehouse, WarehouseBusy
 from tests.postgres_server import PostgresServer
 
 
@@ -81,3 +81,33 @@ def test_failed_publish_changes_nothing(warehouse: Warehouse) -> None:
         warehouse.publish("audit_v2", "prod", ["orders", "customers"])
     assert warehouse.published_source("prod", "orders") == "audit_v1"
     assert warehouse.published_source("prod", "customers") == "audit_v1"
+
+
+HOLD = """
+import sys
+from resources.warehouse import DuckDBWarehouse
+with DuckDBWarehouse(path=sys.argv[1]).exclusive():
+    print("held", flush=True)
+    sys.stdin.readline()
+"""
+
+
+def test_duckdb_warehouse_admits_one_process_at_a_time_and_says_who_it_waited_for(tmp_path: Path) -> None:
+    """The resource's own file lock: another process waits for the holder, or fails naming the file and the fix."""
+    import subprocess
+    import sys
+
+    path = str(tmp_path / "w.duckdb")
+    holder = subprocess.Popen([sys.executable, "-c", HOLD, path], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                              text=True, cwd=Path(__file__).parents[1])
+    try:
+        assert holder.stdout and holder.stdout.readline() == "held\n"
+        with pytest.raises(WarehouseBusy, match=rf"w\.duckdb has been in use by process {holder.pid} .*"
+                                                r"warehouse\.type: postgres"):
+            DuckDBWarehouse(path=path, lock_wait_s=0.5).rows("select 1")
+        threading.Timer(0.5, lambda: holder.communicate("\n")).start()
+        patient = DuckDBWarehouse(path=path, lock_wait_s=20)
+        with patient.exclusive(), patient.connect() as con:  # re-entrant: a dbt run connects while holding it
+            assert con.execute("select 42").fetchall() == [(42,)]
+    finally:
+        holder.kill()

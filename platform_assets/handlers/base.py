@@ -89,6 +89,10 @@ class KindHandler(ABC):
     # Whether its deploys keep running (a process, a Deployment) that the runtime sensor watches.
     serves: ClassVar[bool] = False
 
+    def step_pool(self, settings: PlatformSettings) -> str | None:
+        """The concurrency pool of this kind's steps under `settings` (default: `pool`)."""
+        return self.pool
+
     def build_deps(self, spec: Any) -> list[AssetKey]:
         """Assets outside the catalog that a build reads (lineage only, e.g. dbt models)."""
         return []

@@ -26,7 +26,7 @@ from platform_assets.dbt_manifest import (
     warehouse_assets,
 )
 from platform_assets.handlers.base import BUILD_RECORD, BuildFailed, GateResult, KindHandler, StageContext
-from platform_assets.settings import dbt_project_dir
+from platform_assets.settings import PlatformSettings, dbt_project_dir
 from platform_assets.specs import Deliverable, DeliverableSpec, StrictModel
 from resources.deploy_target import DeployFailed, DeployTarget
 from resources.warehouse import audit_schema, env_schema
@@ -44,6 +44,8 @@ class DbtTestsGate(StrictModel):
 
 
 class FreshnessGate(StrictModel):
+    """The newest value of `column` in each published model is at most `max_age_hours` old."""
+
     column: str = "loaded_at"
     max_age_hours: float = Field(default=24.0, gt=0)
 
@@ -55,8 +57,8 @@ class SchemaContractGate(StrictModel):
 class DatasetGates(StrictModel):
     dbt_tests: DbtTestsGate = DbtTestsGate()
     row_count_min: dict[str, int] = Field(default_factory=dict)
-    freshness: FreshnessGate = FreshnessGate()
-    schema_contract: SchemaContractGate = SchemaContractGate()
+    freshness: FreshnessGate | None = FreshnessGate()  # null: off (a model without a load time)
+    schema_contract: SchemaContractGate | None = SchemaContractGate()  # null: off
 
 
 class DatasetSettings(StrictModel):
@@ -91,6 +93,10 @@ class DatasetHandler(KindHandler):
     resources = frozenset({"warehouse"})
     pool = "duckdb"
 
+    def step_pool(self, settings: PlatformSettings) -> str | None:
+        """The `duckdb` pool only spares waits on the warehouse's own lock; PostgreSQL runs steps in parallel."""
+        return self.pool if settings.warehouse.type == "duckdb" else None
+
     def build_deps(self, spec: Any) -> list[AssetKey]:
         return [dbt_asset_key({"resource_type": "model", "name": model}) for model in spec.dataset.models]
 
@@ -107,7 +113,13 @@ class DatasetHandler(KindHandler):
             assets = warehouse_assets(published)
         except ManifestError as exc:
             return [], [f"{exc}\nThe dbt models are left out and dataset builds fail until the project parses."]
-        return ([assets] if assets else []), []
+        known = models_by_name(load_manifest(ensure_manifest()))
+        unknown = [
+            f"{d.path}: field 'dataset.models': '{model}' is not a model of the dbt project {dbt_project_dir()}; "
+            f"add it there or publish one of: {', '.join(sorted(known))}"
+            for d in deliverables for model in d.spec.dataset.models if model not in known
+        ]
+        return ([assets] if assets else []), unknown
 
     def version(self, ctx: StageContext) -> str:
         """Compiles the selection (with a fixed schema name) and fingerprints it with its inputs."""
@@ -165,13 +177,18 @@ class DatasetHandler(KindHandler):
         }
 
     def evaluate(self, ctx: StageContext, version: str, record: dict[str, Any]) -> list[GateResult]:
+        """dbt_tests first: a model dbt did not build leaves the other gates "not evaluated", naming why."""
         gates = ctx.spec.gates
-        return [
-            _dbt_tests_gate(record),
-            _row_count_gate(record, gates.row_count_min),
-            _freshness_gate(ctx, record, gates.freshness),
-            _schema_contract_gate(ctx, record, gates.schema_contract),
-        ]
+        tests = _dbt_tests_gate(record)
+        cause = _not_built_cause(record)
+        if cause:
+            return [tests, *(GateResult(name, False, f"not evaluated: {cause}", {"not_evaluated": True})
+                             for name in ("row_count_min", "freshness", "schema_contract"))]
+        freshness = (_freshness_gate(ctx, record, gates.freshness) if gates.freshness
+                     else _off("freshness"))
+        contract = (_schema_contract_gate(ctx, record, gates.schema_contract) if gates.schema_contract
+                    else _off("schema_contract"))
+        return [tests, _row_count_gate(record, gates.row_count_min), freshness, contract]
 
     def deploy(self, ctx: StageContext, version: str, record: dict[str, Any], target: DeployTarget) -> dict[str, Any]:
         warehouse = _warehouse(ctx)
@@ -272,6 +289,20 @@ def _describe_built(warehouse: Warehouse, schema: str, models: list[str]) -> dic
     return tables
 
 
+def _off(gate: str) -> GateResult:
+    return GateResult(gate, True, f"off: the spec sets gates.{gate} to null")
+
+
+def _not_built_cause(record: dict[str, Any]) -> str | None:
+    """Which published models dbt did not build, and the failed tests that stopped them."""
+    not_built = [m for m, t in record["tables"].items() if t is None]
+    if not not_built:
+        return None
+    failed = record["tests"]["failed"]
+    because = f"because {'; '.join(failed)} failed" if failed else "(dbt skipped it)"
+    return f"{', '.join(not_built)} {'was' if len(not_built) == 1 else 'were'} not built {because}"
+
+
 def _dbt_tests_gate(record: dict[str, Any]) -> GateResult:
     tests = record["tests"]
     not_built = [m for m, t in record["tables"].items() if t is None]
@@ -307,9 +338,11 @@ def _newest_rows(ctx: StageContext, record: dict[str, Any], column: str) -> dict
 
 def _data_time(ctx: StageContext, record: dict[str, Any]) -> dict[str, Any]:
     """When the published data was loaded (its stalest table), as the time prod's freshness check
-    reads (`dagster/last_updated_timestamp`); nothing when a table cannot tell."""
+    reads (`dagster/last_updated_timestamp`); nothing when a table cannot tell or freshness is off."""
     import dagster as dg
 
+    if ctx.spec.gates.freshness is None:
+        return {}
     newest = _newest_rows(ctx, record, ctx.spec.gates.freshness.column).values()
     times = [value for value in newest if isinstance(value, datetime)]
     if not times or len(times) < len(newest):
