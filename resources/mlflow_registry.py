@@ -96,6 +96,12 @@ class MlflowRegistry(dg.ConfigurableResource):
         else:
             client.set_registered_model_alias(name, alias, version)
 
+    def tag_version(self, name: str, version: str, tags: dict[str, str]) -> None:
+        """Platform outcomes on the model version, so the MLflow UI shows why a version was refused."""
+        client = self.client()
+        for key, value in tags.items():
+            client.set_model_version_tag(name, version, key, value)
+
     def run_of(self, name: str, version: str) -> Any:
         client = self.client()
         return client.get_run(client.get_model_version(name, version).run_id)
