@@ -51,15 +51,19 @@ def timed(function: Any) -> tuple[float, Any]:
     return time.perf_counter() - start, result
 
 
-def local_endpoints(names: list[str], env: str) -> list[subprocess.Popen]:
-    """Serve every name on a port of its own; write the current.json a deploy would have written."""
+def local_endpoints(names: list[str], env: str, processes: list[subprocess.Popen]) -> None:
+    """Serve every name on a port of its own; write the current.json a deploy would have written.
+    The servers go into `processes` as they start, so the caller stops them whatever fails."""
     from resources.deploy_target import free_port
     from resources.local_process import CURRENT, LocalProcessTarget
     from resources.process_control import create_time, write_json
 
     target = LocalProcessTarget(environment=env)
-    ports = {name: free_port() for name in names}
-    processes = []
+    ports: dict[str, int] = {}
+    while len(ports) < len(names):  # the OS may hand out a port it gave before: keep them distinct
+        port = free_port()
+        if port not in ports.values():
+            ports[names[len(ports)]] = port
     for start in range(0, len(names), PORTS_PER_PROCESS):
         chunk = names[start:start + PORTS_PER_PROCESS]
         command = [sys.executable, str(PROJECT_ROOT / "tests" / "served_app.py"), *(str(ports[n]) for n in chunk)]
@@ -74,7 +78,6 @@ def local_endpoints(names: list[str], env: str) -> list[subprocess.Popen]:
                 "restarts": 0, "startup_timeout_s": 30})
     wait_healthy([f"http://127.0.0.1:{port}/health" for port in ports.values()])
     target.gateway().ensure()
-    return processes
 
 
 def wait_healthy(urls: list[str], deadline_s: float = 60) -> None:
@@ -156,7 +159,7 @@ def case(kind: str, size: int, repeat: int, tmp: Path) -> dict[str, Any]:
     processes, server = [], None
     try:
         if kind == "local":
-            processes = local_endpoints([d.name for d in catalog], "prod")
+            local_endpoints([d.name for d in catalog], "prod", processes)
         else:
             from tests.k8s_api_server import FakeApiServer
 

@@ -87,7 +87,11 @@ class LocalProcessTarget(dg.ConfigurableResource):
                 if healthy:
                     return {**previous, "unchanged": True}
             process, started = _spawn(launch, self.workspace(launch.deliverable, launch.version), str(slot))
-            _wait_healthy(launch, process, started, str(slot))
+            try:
+                _wait_healthy(launch, process, started, str(slot))
+            except DeployFailed:
+                self.stop_gateway_if_idle()  # a first deploy that failed leaves no gateway behind
+                raise
             now = datetime.now(UTC).isoformat(timespec="seconds")
             started.update(config=config, url=gateway.url(launch.deliverable), restarts=0, deployed_at=now)
             write_json(slot / LAUNCH, _launch_record(launch))

@@ -76,6 +76,9 @@ def stop_process(pid: int, owner: str, grace_s: float = 10.0) -> None:
     if alive(pid):
         with contextlib.suppress(ProcessLookupError):
             os.killpg(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 5.0  # SIGKILL is asynchronous: return once it took effect
+        while time.monotonic() < deadline and alive(pid):
+            time.sleep(0.05)
     _reap(pid)
 
 

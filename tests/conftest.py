@@ -69,8 +69,12 @@ class Platform:
                 context = dg.build_sensor_context(instance=self.instance, cursor=cursors.get(sensor.name),
                                                   definitions=defs, resources=platform_resources(self.settings))
                 result = sensor(context)
-                cursors[sensor.name] = result.cursor
-                requested += [r for r in result.run_requests or [] if r.run_key not in launched]
+                if isinstance(result, dg.RunRequest):  # the freshness sensor returns one and sets the cursor
+                    result = dg.SensorResult(run_requests=[result], cursor=context.cursor)
+                cursors[sensor.name] = getattr(result, "cursor", None) or context.cursor
+                # Deliveries only: runs of checks alone (freshness) change no environment.
+                requested += [r for r in getattr(result, "run_requests", None) or []
+                              if r.asset_selection and r.run_key not in launched]
             if not requested:
                 return started
             for request in requested:

@@ -46,7 +46,7 @@ def test_new_version_replaces_old_only_after_it_is_healthy(target: LocalProcessT
     assert second["previous_version"] == "v1"
     assert target.current("web")["version"] == "v2"
     assert probe(second["health_url"])[0]
-    assert not alive(first["pid"]), "the old version is stopped after the switch"
+    assert not alive(first["pid"], first["created"]), "the old version is stopped after the switch"
     assert first["port"] != second["port"]
 
 
@@ -67,6 +67,7 @@ def test_start_that_never_gets_healthy_times_out(target: LocalProcessTarget, tmp
     with pytest.raises(DeployFailed, match="not healthy within 2s"):
         target.deploy(launch)
     assert target.current("web") is None
+    assert target.gateway().stop() is False, "a first deploy that failed leaves no gateway running"
 
 
 def test_redeploying_the_running_version_is_a_no_op(target: LocalProcessTarget, tmp_path: Path) -> None:

@@ -28,6 +28,7 @@ DATASET = "customer-features"
 SERVICE = "recommendations-api"
 THROUGH_PROD = [f"{MODEL}/build", f"{MODEL}/evaluate", f"{MODEL}/staging", f"{MODEL}/prod"]
 WEAK = {"max_iter": 1, "max_depth": 1, "learning_rate": 0.01}
+ENVS = ("staging", "prod")
 
 
 def registry() -> MlflowRegistry:
@@ -234,9 +235,10 @@ def test_a_version_registered_outside_is_evaluated_and_a_better_one_deployed(mod
     better = register_from_a_notebook(models, {"max_iter": 300, "learning_rate": 0.05, "max_depth": 3})
     started = models.automate(cursors, launched)
 
-    service = models.latest(f"{SERVICE}/build")["version"] if started[2:] else None
-    assert started == [f"registered:{MODEL}:{better}", f"promote:{MODEL}:{better}:prod",
-                       f"upstream:{SERVICE}:{MODEL}:{better}", f"promote:{SERVICE}:{service}:prod"], started
+    service = models.latest(f"{SERVICE}/build")["version"] if started[3:] else None
+    assert started == [f"registered:{MODEL}:{better}", *(f"promote:{MODEL}:{better}:{env}" for env in ENVS),
+                       f"upstream:{SERVICE}:{MODEL}:{better}",
+                       *(f"promote:{SERVICE}:{service}:{env}" for env in ENVS)], started
     assert all(launched[key] for key in started), "the promoted model re-delivered the service, through prod"
     assert models.latest(f"{MODEL}/build")["version"] == better
     assert registry().alias_version(MODEL, "staging") == registry().alias_version(MODEL, "prod") == better
@@ -355,8 +357,8 @@ def test_drifted_inputs_fail_the_drift_check_and_on_drift_retrain_requests_one_r
     [request] = requests
     assert again == [], "one rebuild per drifted version"
     assert request.run_key == f"drift:{MODEL}:{version}" and request.tags["platform/trigger"] == "drift"
-    assert {k.to_user_string() for k in request.asset_selection} == {f"{MODEL}/build", f"{MODEL}/evaluate",
-                                                                     f"{MODEL}/staging"}
+    assert {k.to_user_string() for k in request.asset_selection} == {f"{MODEL}/build", f"{MODEL}/evaluate"}, \
+        "a rebuild: the promotion sensor deploys it once its gates passed"
     rebuilt = models.run_request(request)
     assert rebuilt.success and {c.check_name for c in rebuilt.get_asset_check_evaluations()} >= {
         "metrics", "champion", "signature"}, "the rebuild goes through the gates"
