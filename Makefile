@@ -29,11 +29,11 @@ dev: install
 	test -f $(DAGSTER_HOME_DIR)/dagster.yaml || cp deploy/dagster.local.yaml $(DAGSTER_HOME_DIR)/dagster.yaml
 	DAGSTER_HOME=$(DAGSTER_HOME_DIR) $(BIN)/dagster dev -w workspace.yaml -h $(DEV_HOST) -p $(DEV_PORT)
 
-## The MLflow UI on the platform's own tracking store and registry (the embedded default).
+## The MLflow UI on the store of the instance in use (DAGSTER_HOME, else DAGSTER_HOME_DIR), resolved by the
+## platform itself so platform.yaml's `mlflow` settings count too.
 mlflow-ui: install
-	mkdir -p $(DAGSTER_HOME_DIR)/platform/mlflow
-	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(DAGSTER_HOME_DIR)/platform/mlflow/mlflow.db \
-	  --default-artifact-root $(DAGSTER_HOME_DIR)/platform/mlflow/artifacts --host 127.0.0.1 --port 5000
+	store=$$(DAGSTER_HOME=$(DAGSTER_HOME_DIR) $(BIN)/python -m resources.mlflow_registry) && set -- $$store && \
+	  $(BIN)/mlflow ui --backend-store-uri "$$1" --default-artifact-root "$$2" --host 127.0.0.1 --port 5000
 
 ## Debian packages the tests need (PostgreSQL); a no-op once installed, needs root otherwise.
 test-deps:

@@ -8,6 +8,13 @@ loads only a skops model whose types are in the trusted list its deployer put in
 PLATFORM_TRUSTED_TYPES (`model_safety.py`), with MLflow's pickle deserialization switched off,
 and answers `/predict` only to its own (model, environment) token.
 
+`/predict` speaks MLflow's scoring protocol, parsed by MLflow's own scoring server
+(`infer_and_parse_data`): a body with exactly one of `dataframe_split`, `dataframe_records`,
+`instances` or `inputs`, cast to the model signature's types where MLflow calls that safe (so an
+integer for a float column is accepted), and answers `{"predictions": [...]}` as `mlflow models
+serve` does, plus the platform's `model` and `version`. Reusing MLflow's parser rather than a
+schema of our own is what makes a model's `serving_input_example.json` a valid request here.
+
 It keeps the latest served rows and their predictions in a ring buffer (PLATFORM_SAMPLE_ROWS, a
 few thousand) for the platform's `drift` check, which reads it from `GET /-/sample` with a token
 only the platform holds (PLATFORM_SAMPLE_TOKEN): the callers' token does not open it, since the
@@ -19,6 +26,7 @@ server's whole life would dilute a recent shift. A restart starts an empty sampl
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import threading
@@ -28,7 +36,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from fastapi import Depends, FastAPI, HTTPException, status
+from fastapi import Body, Depends, FastAPI, HTTPException, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
 
@@ -69,8 +77,10 @@ class Loaded:
     model: Any
 
 
-class PredictRequest(BaseModel):
-    dataframe_records: list[dict[str, Any]] = Field(min_length=1, description="one object per row, by feature")
+SCORING_FORMATS = ("dataframe_split", "dataframe_records", "instances", "inputs")
+PREDICT_BODY = Body(description=f"MLflow's scoring protocol: exactly one of {', '.join(SCORING_FORMATS)}",
+                    examples=[{"dataframe_split": {"columns": ["orders_count"], "data": [[3]]}},
+                              {"dataframe_records": [{"orders_count": 3}]}])
 
 
 class PredictResponse(BaseModel):
@@ -148,17 +158,32 @@ def health() -> Health:
                   environment=os.environ.get("PLATFORM_ENVIRONMENT", "local"))
 
 
-@app.post("/predict", response_model=PredictResponse, dependencies=[Depends(authorized)])
-def predict(request: PredictRequest) -> PredictResponse:
+def parse_scoring_input(body: dict[str, Any], model: Any) -> Any:
+    """The request as MLflow's scoring server parses it, cast to the model signature's input schema."""
     import pandas as pd
+    from mlflow.pyfunc.scoring_server import infer_and_parse_data
 
+    metadata = getattr(model, "metadata", None)
+    schema = metadata.get_input_schema() if metadata is not None else None
+    parsed = infer_and_parse_data(body, schema)
+    return pd.DataFrame(parsed) if isinstance(parsed, dict) else parsed
+
+
+def served_rows(frame: Any) -> list[dict[str, Any]]:
+    """Rows as JSON values (numpy scalars are not), for the drift sample."""
+    return json.loads(frame.to_json(orient="records")) if hasattr(frame, "to_json") else list(frame)
+
+
+@app.post("/predict", response_model=PredictResponse, dependencies=[Depends(authorized)])
+def predict(body: dict[str, Any] = PREDICT_BODY) -> PredictResponse:
     loaded: Loaded = app.state.loaded
     try:
-        output = loaded.model.predict(pd.DataFrame.from_records(request.dataframe_records))
-    except Exception as exc:  # schema enforcement and model errors are the caller's input problem
+        frame = parse_scoring_input(body, loaded.model)
+        output = loaded.model.predict(frame)
+    except Exception as exc:  # parsing, schema enforcement and model errors are the caller's input problem
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, f"{type(exc).__name__}: {exc}") from exc
     predictions = output.tolist() if hasattr(output, "tolist") else list(output)
-    app.state.sample.add(request.dataframe_records, predictions)
+    app.state.sample.add(served_rows(frame), predictions)
     return PredictResponse(model=loaded.name, version=loaded.version, predictions=predictions)
 
 

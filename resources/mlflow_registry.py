@@ -96,6 +96,12 @@ class MlflowRegistry(dg.ConfigurableResource):
         else:
             client.set_registered_model_alias(name, alias, version)
 
+    def tag_version(self, name: str, version: str, tags: dict[str, str]) -> None:
+        """Platform outcomes on the model version, so the MLflow UI shows why a version was refused."""
+        client = self.client()
+        for key, value in tags.items():
+            client.set_model_version_tag(name, version, key, value)
+
     def run_of(self, name: str, version: str) -> Any:
         client = self.client()
         return client.get_run(client.get_model_version(name, version).run_id)
@@ -118,3 +124,17 @@ class MlflowRegistry(dg.ConfigurableResource):
     def server_env(self) -> dict[str, str]:
         """What a model server process needs to resolve `models:/...` URIs against this store."""
         return {"MLFLOW_TRACKING_URI": self.uri(), "MLFLOW_REGISTRY_URI": self.uri()}
+
+
+def main() -> None:
+    """`make mlflow-ui`: print the instance's tracking URI and artifact root as the platform resolves
+    them (platform.yaml, else the state folder of DAGSTER_HOME), so the UI never opens another store."""
+    from platform_assets.settings import load_settings
+
+    config = load_settings().mlflow
+    registry = MlflowRegistry(tracking_uri=config.tracking_uri, artifact_location=config.artifact_location)
+    print(registry.uri(), registry.artifact_root())
+
+
+if __name__ == "__main__":
+    main()

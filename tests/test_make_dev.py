@@ -52,3 +52,24 @@ def test_make_dev_serves_ui_with_daemon_and_catalog(tmp_path: Path) -> None:
     finally:
         kill_everything_of(home, dev)
         log.close()
+
+
+def test_make_mlflow_ui_opens_the_store_of_the_instance_in_use(tmp_path: Path) -> None:
+    """`mlflow` replaced by a script echoing its arguments: what matters is which store it is given."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for name, script in {"python": f'exec {PROJECT_ROOT}/.venv/bin/python "$@"', "mlflow": 'echo "$@"'}.items():
+        (bin_dir / name).write_text(f"#!/bin/sh\n{script}\n")
+        (bin_dir / name).chmod(0o755)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DAGSTER_", "PLATFORM_"))}
+
+    def ui_args(**extra: str) -> str:
+        return subprocess.run(["make", "-s", "-o", "install", "mlflow-ui", f"BIN={bin_dir}"], cwd=PROJECT_ROOT,
+                              env={**env, **extra}, capture_output=True, text=True, check=True).stdout
+
+    exported = tmp_path / "exported_home"
+    assert f"--backend-store-uri sqlite:///{exported}/platform/mlflow/mlflow.db " in ui_args(
+        DAGSTER_HOME=str(exported))
+    assert f"--default-artifact-root {exported}/platform/mlflow/artifacts " in ui_args(DAGSTER_HOME=str(exported))
+    default = PROJECT_ROOT / ".dagster_home"
+    assert f"sqlite:///{default}/platform/mlflow/mlflow.db" in ui_args()

@@ -117,6 +117,10 @@ def test_weaker_challenger_fails_the_champion_gate_and_the_prod_alias_stays(mode
     assert not result.success, "the staging deploy is refused"
     assert registry().alias_version(MODEL, "prod") == registry().alias_version(MODEL, "staging") == champion
     assert health(models, "prod")["version"] == health(models, "staging")["version"] == champion
+    tags = registry().client().get_model_version(MODEL, challenger).tags
+    assert tags["platform.gate.champion"] == f"failed: {gate.description}"
+    assert tags["platform.gate.metrics"].startswith("passed: ")
+    assert tags["platform.evaluate_run_id"] == result.run_id
 
 
 def test_a_version_that_fails_to_load_moves_the_alias_back(models: Platform) -> None:

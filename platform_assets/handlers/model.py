@@ -183,11 +183,13 @@ class ModelHandler(KindHandler):
         if champion is not None and champion.version != version:
             champion_scored = score(ctx, champion.version, holdout, label)
         plot = _plot(ctx, version, holdout[label], scored, champion.version if champion else None, champion_scored)
-        return [
+        gates = [
             _metrics_gate(ctx, scored["metrics"]),
             _champion_gate(ctx, version, champion.version if champion else None, scored, champion_scored, plot),
             _signature_gate(ctx, version, record, champion.version if champion else None),
         ]
+        registry_of(ctx).tag_version(ctx.name, version, gate_tags(gates, ctx.run_id))
+        return gates
 
     def evaluation_metadata(self, gates: list[GateResult]) -> dict[str, Any]:
         """The metrics side by side and the ROC plot, inline in the UI."""
@@ -312,6 +314,12 @@ class ModelHandler(KindHandler):
         summary = "; ".join(problems) or (f"serves {ctx.name} {deployment['version']} as "
                                           f"{deployment['model_uri']}; /predict needs the token")
         return GateResult("healthy", not problems, summary, {"predict_url": deployment["predict_url"]})
+
+
+def gate_tags(gates: list[GateResult], run_id: str | None) -> dict[str, str]:
+    """`platform.gate.<name>`: `passed: ...` or `failed: ...` (MLflow caps a tag value at 5000 characters)."""
+    tags = {f"platform.gate.{g.name}": f"{'passed' if g.passed else 'failed'}: {g.summary}"[:5000] for g in gates}
+    return {**tags, "platform.evaluate_run_id": run_id} if run_id else tags
 
 
 def _plot(ctx: StageContext, version: str, y_true: Any, scored: dict[str, Any], champion: str | None,
