@@ -28,7 +28,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
         print(error)
     from platform_assets.factory import all_kind_assets  # imports dagster: only for the kinds' checks
 
-    _, problems = all_kind_assets(catalog)
+    _, problems = all_kind_assets(catalog, settings)
     for problem in problems:
         print(problem)
     files = len({error.file for error in catalog.errors})

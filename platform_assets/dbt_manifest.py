@@ -112,9 +112,10 @@ def team_of_nodes(manifest: Mapping[str, Any], published: Mapping[str, str]) -> 
 
 
 def dbt_specs(
-    manifest: Mapping[str, Any], owners: Mapping[str, str]
+    manifest: Mapping[str, Any], owners: Mapping[str, str], warehouse_type: str = "duckdb"
 ) -> tuple[list[dg.AssetSpec], list[dg.AssetCheckSpec]]:
-    """AssetSpecs for models/seeds/snapshots and AssetCheckSpecs for their tests."""
+    """AssetSpecs for models/seeds/snapshots (kind tags: dbt and the warehouse in use) and
+    AssetCheckSpecs for their tests."""
     nodes = manifest["nodes"]
     known = {**nodes, **manifest["sources"]}
     project = dbt_project_dir()
@@ -130,7 +131,7 @@ def dbt_specs(
                 description=node.get("description") or f"dbt {node['resource_type']} {node['name']}",
                 group_name=team.replace("-", "_") if team else WAREHOUSE_PREFIX,
                 owners=[f"team:{team}"] if team else [],
-                kinds={"dbt", "duckdb"},
+                kinds={"dbt", warehouse_type},
                 tags={"dbt_resource": node["resource_type"]},
                 metadata={
                     "dbt_unique_id": uid,
@@ -178,10 +179,13 @@ def _column_schema(node: Mapping[str, Any]) -> dg.TableSchema:
     )
 
 
-def warehouse_assets(published: Mapping[str, str]) -> dg.AssetsDefinition | None:
-    """All dbt models as one subsettable multi-asset; runs `dbt build` into the `dev` schema."""
+def warehouse_assets(published: Mapping[str, str], warehouse_type: str = "duckdb") -> dg.AssetsDefinition | None:
+    """All dbt models as one subsettable multi-asset; runs `dbt build` into the `dev` schema.
+
+    The `duckdb` pool is DuckDB's one-writer limit (the same pool as the dataset stages); a
+    PostgreSQL warehouse takes concurrent writers, so its dbt steps run in parallel."""
     manifest = load_manifest(ensure_manifest())
-    specs, checks = dbt_specs(manifest, team_of_nodes(manifest, published))
+    specs, checks = dbt_specs(manifest, team_of_nodes(manifest, published), warehouse_type)
     if not specs:
         return None
 
@@ -191,7 +195,7 @@ def warehouse_assets(published: Mapping[str, str]) -> dg.AssetsDefinition | None
         check_specs=checks,
         can_subset=True,
         required_resource_keys={"warehouse"},
-        pool="duckdb",  # DuckDB allows one writing process; same pool as the dataset stages
+        pool="duckdb" if warehouse_type == "duckdb" else None,
         op_tags={"platform/compute": "dbt"},
     )
     def _warehouse_dbt(context: dg.AssetExecutionContext):

@@ -180,12 +180,12 @@ def catalog_asset(settings: PlatformSettings, catalog: Catalog, kind_problems: l
     return _catalog
 
 
-def all_kind_assets(catalog: Catalog) -> tuple[list[dg.AssetsDefinition], list[str]]:
+def all_kind_assets(catalog: Catalog, settings: PlatformSettings) -> tuple[list[dg.AssetsDefinition], list[str]]:
     """What the kinds add once, and their problems: `deliver validate` prints the same text."""
     assets: list[dg.AssetsDefinition] = []
     problems: list[str] = []
     for kind, handler in HANDLERS.items():
-        kind_assets, kind_problems = handler.kind_assets([d for d in catalog if d.kind == kind])
+        kind_assets, kind_problems = handler.kind_assets([d for d in catalog if d.kind == kind], settings)
         assets.extend(kind_assets)
         problems.extend(f"kind '{kind}': {problem}" for problem in kind_problems)
     return assets, problems
@@ -193,7 +193,7 @@ def all_kind_assets(catalog: Catalog) -> tuple[list[dg.AssetsDefinition], list[s
 
 def build_assets(settings: PlatformSettings, catalog: Catalog | None = None) -> list[dg.AssetsDefinition]:
     catalog = catalog or load_catalog(catalog_dir(settings), settings)
-    assets, problems = all_kind_assets(catalog)
+    assets, problems = all_kind_assets(catalog, settings)
     assets.append(catalog_asset(settings, catalog, problems))
     compute_tags = ComputeTags(settings)
     for deliverable in catalog:

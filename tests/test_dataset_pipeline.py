@@ -170,6 +170,21 @@ def test_dbt_models_are_assets_with_lineage_checks_and_team_groups(datasets: Pla
     assert any(k == "warehouse/customer_features" and n.startswith("unique_") for k, n in checks)
 
 
+def test_dbt_pool_and_kind_tag_follow_the_warehouse_type(datasets: Platform) -> None:
+    """DuckDB's single writer is a DuckDB limit: on PostgreSQL the dbt and dataset steps take no pool."""
+    key = dg.AssetKey.from_user_string
+    postgres = datasets.settings.model_copy(
+        update={"warehouse": datasets.settings.warehouse.model_copy(update={"type": "postgres", "user": "dbt"})})
+    shapes = {}
+    for settings in (datasets.settings, postgres):
+        defs = build_definitions(settings)
+        dbt = defs.resolve_assets_def(key("warehouse/customer_features"))
+        shapes[settings.warehouse.type] = (dbt.op.pool, dbt.specs_by_key[key("warehouse/customer_features")].kinds,
+                                           defs.resolve_assets_def(key(f"{DATASET}/build")).op.pool)
+    assert shapes == {"duckdb": ("duckdb", {"dbt", "duckdb"}, "duckdb"),
+                      "postgres": (None, {"dbt", "postgres"}, None)}
+
+
 def test_materializing_dbt_models_runs_their_tests_as_checks(datasets: Platform) -> None:
     result = datasets.materialize("warehouse/raw_customers", "warehouse/stg_customers")
     assert result.success

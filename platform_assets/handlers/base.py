@@ -97,7 +97,9 @@ class KindHandler(ABC):
         """Assets outside the catalog that a build reads (lineage only, e.g. dbt models)."""
         return []
 
-    def kind_assets(self, deliverables: list[Deliverable]) -> tuple[list[AssetsDefinition], list[str]]:
+    def kind_assets(
+        self, deliverables: list[Deliverable], settings: PlatformSettings
+    ) -> tuple[list[AssetsDefinition], list[str]]:
         """Assets the kind adds once for all its deliverables, and problems that kept some out."""
         return [], []
 

@@ -104,13 +104,15 @@ class DatasetHandler(KindHandler):
         """A dbt model is published by one dataset: two would publish the same tables in turn."""
         return {f"dbt model '{model}'": "dataset.models" for model in spec.dataset.models}
 
-    def kind_assets(self, deliverables: list[Deliverable]) -> tuple[list[AssetsDefinition], list[str]]:
+    def kind_assets(
+        self, deliverables: list[Deliverable], settings: PlatformSettings
+    ) -> tuple[list[AssetsDefinition], list[str]]:
         """The dbt models as assets; a dbt project that does not parse leaves them out, nothing else."""
         published = {model: d.spec.owner for d in deliverables for model in d.spec.dataset.models}
         if not published:
             return [], []
         try:
-            assets = warehouse_assets(published)
+            assets = warehouse_assets(published, settings.warehouse.type)
         except ManifestError as exc:
             return [], [f"{exc}\nThe dbt models are left out and dataset builds fail until the project parses."]
         known = models_by_name(load_manifest(ensure_manifest()))
