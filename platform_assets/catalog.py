@@ -88,7 +88,7 @@ def load_catalog(root: Path, settings: PlatformSettings) -> Catalog:
             declared.add(name)
         if deliverable is not None:
             loaded.append(deliverable)
-    held = _without_shared_claims(loaded, errors)
+    held = _without_shared_claims(loaded, errors, settings)
     catalog.deliverables = _resolve_dependencies(held, declared, errors)
     catalog.errors += sorted(errors, key=lambda e: str(e.file))
     return catalog
@@ -151,19 +151,27 @@ def _load_one(
     return name, (None if errors else Deliverable(spec=spec, path=path)), errors
 
 
-def _without_shared_claims(loaded: list[Deliverable], errors: list[CatalogError]) -> dict[str, Deliverable]:
-    """Names, and what handlers say only one deliverable may hold: every spec sharing one is left out."""
+def _without_shared_claims(
+    loaded: list[Deliverable], errors: list[CatalogError], settings: PlatformSettings
+) -> dict[str, Deliverable]:
+    """Names, and what handlers say only one deliverable may hold: every spec sharing one is left out,
+    with one error per file for each set of files it collides with (the first claim they share)."""
     holders: dict[str, list[tuple[Deliverable, str]]] = {}
     for deliverable in loaded:
-        claims = {f"the name '{deliverable.name}'": "name", **get_handler(deliverable.kind).claims(deliverable.spec)}
+        claims = {f"the name '{deliverable.name}'": "name",
+                  **get_handler(deliverable.kind).claims(deliverable, settings)}
         for claim, field_name in claims.items():
             holders.setdefault(claim, []).append((deliverable, field_name))
     rejected: set[Path] = set()
+    reported: set[tuple[Path, str]] = set()
     for claim, holding in holders.items():
         if len(holding) < 2:
             continue
         for deliverable, field_name in holding:
             others = ", ".join(_display(d.path) for d, _ in holding if d is not deliverable)
+            if (deliverable.path, others) in reported:
+                continue
+            reported.add((deliverable.path, others))
             errors.append(CatalogError(deliverable.path, field_name,
                                        f"{claim} is also declared by {others}; only one deliverable may declare "
                                        "it, so all of them are left out until only one does"))

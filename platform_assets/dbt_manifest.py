@@ -5,8 +5,8 @@ the definitions path builds the specs from the manifest JSON and leaves dbt itse
 `dbt_runtime.py`, imported inside the op, executes with dagster-dbt's DbtCliResource and a
 translator that uses the same `dbt_asset_key` as this module, so the events line up.
 
-The manifest is prepared at install, dev or image-build time (`dbt parse`); a load only parses
-again when the manifest is missing or older than the project's files.
+The manifest is prepared at install or image-build time (`python -m platform_assets.dbt_manifest`);
+a load only parses again when the project's content changed (dbt_projects.DbtProject.cache_dir).
 """
 
 
@@ -15,17 +15,16 @@ import os
 import shutil
 import subprocess
 import sys
+import uuid
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 import dagster as dg
 
-from platform_assets.settings import dbt_project_dir
+from platform_assets.dbt_projects import PLATFORM_PREFIX, DbtProject
 
-WAREHOUSE_PREFIX = "warehouse"
 REFABLE = ("model", "seed", "snapshot")
-_SOURCE_SUFFIXES = (".sql", ".yml", ".yaml", ".csv", ".py", ".md")
 
 
 class ManifestError(Exception):
@@ -37,33 +36,25 @@ def dbt_executable() -> str:
     return shutil.which("dbt") or str(Path(sys.executable).parent / "dbt")
 
 
-def manifest_path(project_dir: Path | None = None) -> Path:
-    return (project_dir or dbt_project_dir()) / "target" / "manifest.json"
-
-
-def _newest_source_mtime(project_dir: Path) -> float:
-    newest = 0.0
-    for folder, dirs, files in os.walk(project_dir):
-        dirs[:] = [d for d in dirs if d not in ("target", "logs", "dbt_packages", "scripts")]
-        for name in files:
-            if name.endswith(_SOURCE_SUFFIXES):
-                newest = max(newest, os.stat(os.path.join(folder, name)).st_mtime)
-    return newest
-
-
-def ensure_manifest(project_dir: Path | None = None) -> Path:
-    """manifest.json, parsed only when missing or stale."""
-    project_dir = project_dir or dbt_project_dir()
-    path = manifest_path(project_dir)
-    if path.exists() and path.stat().st_mtime >= _newest_source_mtime(project_dir):
+def ensure_manifest(project: DbtProject) -> Path:
+    """manifest.json of the project's current content, parsed once into the platform's cache."""
+    folder = project.cache_dir()
+    path = folder / "target" / "manifest.json"
+    if path.exists():
         return path
+    staged = folder.with_name(f".{folder.name}-{uuid.uuid4().hex[:8]}")
     completed = subprocess.run(
-        [dbt_executable(), "parse", "--project-dir", str(project_dir), "--profiles-dir", str(project_dir),
-         "--target-path", str(path.parent), "--quiet"],
+        [dbt_executable(), "parse", "--project-dir", str(project.dir), "--profiles-dir", str(project.profiles_dir()),
+         "--target-path", str(staged / "target"), "--log-path", str(staged / "logs"), "--quiet"],
         capture_output=True, text=True, env={**os.environ, "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"},
     )
-    if completed.returncode != 0 or not path.exists():
-        raise ManifestError(f"dbt parse of {project_dir} failed:\n{(completed.stdout + completed.stderr)[-3000:]}")
+    if completed.returncode != 0 or not (staged / "target" / "manifest.json").exists():
+        shutil.rmtree(staged, ignore_errors=True)
+        raise ManifestError(f"dbt parse of {project.dir} failed:\n{(completed.stdout + completed.stderr)[-3000:]}")
+    try:
+        staged.rename(folder)  # whole or not at all: a reader never sees a half-written parse
+    except OSError:  # another process parsed the same content first
+        shutil.rmtree(staged, ignore_errors=True)
     return path
 
 
@@ -71,11 +62,14 @@ def load_manifest(path: Path) -> dict[str, Any]:
     return json.loads(path.read_text())
 
 
-def dbt_asset_key(node: Mapping[str, Any]) -> dg.AssetKey:
-    """One naming rule for load time and run time: `warehouse/<model>` and `<source>/<table>`."""
+def dbt_asset_key(node: Mapping[str, Any], prefix: str = PLATFORM_PREFIX) -> dg.AssetKey:
+    """One naming rule for load time and run time: `<project prefix>/<model>`; a source is
+    `<source>/<table>` unless its `meta.dagster.asset_key` names the asset it reads (dagster-dbt's
+    convention, used for another project's published model)."""
     if node["resource_type"] == "source":
-        return dg.AssetKey([node["source_name"], node["name"]])
-    return dg.AssetKey([WAREHOUSE_PREFIX, node["name"]])
+        named = ((node.get("meta") or {}).get("dagster") or {}).get("asset_key")
+        return dg.AssetKey(named) if named else dg.AssetKey([node["source_name"], node["name"]])
+    return dg.AssetKey([prefix, node["name"]])
 
 
 def models_by_name(manifest: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
@@ -112,13 +106,17 @@ def team_of_nodes(manifest: Mapping[str, Any], published: Mapping[str, str]) -> 
 
 
 def dbt_specs(
-    manifest: Mapping[str, Any], owners: Mapping[str, str], warehouse_type: str = "duckdb"
+    manifest: Mapping[str, Any], owners: Mapping[str, str], project: DbtProject, warehouse_type: str = "duckdb"
 ) -> tuple[list[dg.AssetSpec], list[dg.AssetCheckSpec]]:
     """AssetSpecs for models/seeds/snapshots (kind tags: dbt and the warehouse in use) and
     AssetCheckSpecs for their tests."""
     nodes = manifest["nodes"]
     known = {**nodes, **manifest["sources"]}
-    project = dbt_project_dir()
+    prefix = project.key_prefix
+
+    def key(node: Mapping[str, Any]) -> dg.AssetKey:
+        return dbt_asset_key(node, prefix)
+
     specs = []
     for uid, node in sorted(nodes.items()):
         if node["resource_type"] not in REFABLE:
@@ -126,16 +124,16 @@ def dbt_specs(
         team = owners.get(uid)
         specs.append(
             dg.AssetSpec(
-                key=dbt_asset_key(node),
-                deps=[dbt_asset_key(known[d]) for d in node.get("depends_on", {}).get("nodes", []) if d in known],
+                key=key(node),
+                deps=[key(known[d]) for d in node.get("depends_on", {}).get("nodes", []) if d in known],
                 description=node.get("description") or f"dbt {node['resource_type']} {node['name']}",
-                group_name=team.replace("-", "_") if team else WAREHOUSE_PREFIX,
+                group_name=team.replace("-", "_") if team else prefix,
                 owners=[f"team:{team}"] if team else [],
                 kinds={"dbt", warehouse_type},
                 tags={"dbt_resource": node["resource_type"]},
                 metadata={
                     "dbt_unique_id": uid,
-                    "dbt_file": dg.MetadataValue.path(str(project / node["original_file_path"])),
+                    "dbt_file": dg.MetadataValue.path(str(project.dir / node["original_file_path"])),
                     **({"dagster/column_schema": _column_schema(node)} if node.get("columns") else {}),
                 },
             )
@@ -147,7 +145,7 @@ def dbt_specs(
             checks.append(
                 dg.AssetCheckSpec(
                     name=node["name"],
-                    asset=dbt_asset_key(nodes[attached]),
+                    asset=key(nodes[attached]),
                     description=node.get("description") or f"dbt test {node['name']}",
                 )
             )
@@ -179,18 +177,21 @@ def _column_schema(node: Mapping[str, Any]) -> dg.TableSchema:
     )
 
 
-def warehouse_assets(published: Mapping[str, str], warehouse_type: str = "duckdb") -> dg.AssetsDefinition | None:
-    """All dbt models as one subsettable multi-asset; runs `dbt build` into the `dev` schema.
+def warehouse_assets(
+    project: DbtProject, published: Mapping[str, str], warehouse_type: str = "duckdb"
+) -> dg.AssetsDefinition | None:
+    """A project's dbt models as one subsettable multi-asset; runs `dbt build` into its dev schema.
 
     The `duckdb` pool is DuckDB's one-writer limit (the same pool as the dataset stages); a
     PostgreSQL warehouse takes concurrent writers, so its dbt steps run in parallel."""
-    manifest = load_manifest(ensure_manifest())
-    specs, checks = dbt_specs(manifest, team_of_nodes(manifest, published), warehouse_type)
+    manifest_file = ensure_manifest(project)
+    manifest = load_manifest(manifest_file)
+    specs, checks = dbt_specs(manifest, team_of_nodes(manifest, published), project, warehouse_type)
     if not specs:
         return None
 
     @dg.multi_asset(
-        name="warehouse_dbt",
+        name=f"{project.key_prefix}_dbt",
         specs=specs,
         check_specs=checks,
         can_subset=True,
@@ -201,6 +202,12 @@ def warehouse_assets(published: Mapping[str, str], warehouse_type: str = "duckdb
     def _warehouse_dbt(context: dg.AssetExecutionContext):
         from platform_assets.dbt_runtime import build_selected
 
-        yield from build_selected(context, manifest_path())
+        yield from build_selected(context, project, manifest_file)
 
     return _warehouse_dbt
+
+
+if __name__ == "__main__":  # `make install` and the image build: parse the platform's project ahead of any load
+    from platform_assets.dbt_projects import platform_project
+
+    print(ensure_manifest(platform_project()))

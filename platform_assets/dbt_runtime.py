@@ -12,18 +12,19 @@ import dagster as dg
 from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtCliInvocation, DbtCliResource
 
 from platform_assets.dbt_manifest import dbt_asset_key, dbt_executable
-from platform_assets.settings import dbt_project_dir
+from platform_assets.dbt_projects import DbtProject
 from resources.warehouse import Warehouse
 
 
 class PlatformDbtTranslator(DagsterDbtTranslator):
     """Keys dbt nodes exactly as the definitions did (dbt_manifest.dbt_asset_key)."""
 
-    def __init__(self) -> None:
+    def __init__(self, prefix: str) -> None:
         super().__init__(settings=DagsterDbtTranslatorSettings(enable_asset_checks=True))
+        self.prefix = prefix
 
     def get_asset_key(self, dbt_resource_props: Mapping[str, Any]) -> dg.AssetKey:
-        return dbt_asset_key(dbt_resource_props)
+        return dbt_asset_key(dbt_resource_props, self.prefix)
 
 
 @contextlib.contextmanager
@@ -42,29 +43,32 @@ def warehouse_env(warehouse: Warehouse, schema: str) -> Iterator[None]:
                 os.environ[key] = value
 
 
-def dbt_cli(warehouse: Warehouse) -> DbtCliResource:
-    project = str(dbt_project_dir())
-    return DbtCliResource(project_dir=project, profiles_dir=project, target=warehouse.dbt_target,
-                          dbt_executable=dbt_executable())
+def dbt_cli(warehouse: Warehouse, project: DbtProject) -> DbtCliResource:
+    """The project as it is, with the platform's profile: nothing is written into its folder."""
+    return DbtCliResource(project_dir=str(project.dir), profiles_dir=str(project.profiles_dir()),
+                          target=warehouse.dbt_target, dbt_executable=dbt_executable())
 
 
-def run_dbt(args: list[str], manifest: Path, warehouse: Warehouse, schema: str,
+def run_dbt(args: list[str], project: DbtProject, manifest: Path, warehouse: Warehouse, schema: str,
             target_path: Path | None = None) -> DbtCliInvocation:
-    """Run a dbt command to completion without raising; callers read run_results."""
+    """Run a dbt command to completion without raising; callers read run_results and dbt.log
+    in `target_path` (a fresh folder under the state folder by default)."""
     with warehouse.exclusive(), warehouse_env(warehouse, schema):
-        return dbt_cli(warehouse).cli(args, manifest=manifest, dagster_dbt_translator=PlatformDbtTranslator(),
-                             raise_on_error=False, target_path=target_path).wait()
+        return dbt_cli(warehouse, project).cli(
+            args, manifest=manifest, dagster_dbt_translator=PlatformDbtTranslator(project.key_prefix),
+            raise_on_error=False, target_path=target_path or project.run_dir(args[0])).wait()
 
 
-def build_selected(context: dg.AssetExecutionContext, manifest: Path) -> Iterator[Any]:
-    """`dbt build` of the selected models into the `dev` schema; events become results of this op."""
+def build_selected(context: dg.AssetExecutionContext, project: DbtProject, manifest: Path) -> Iterator[Any]:
+    """`dbt build` of the selected models into the project's dev schema; events become results of this op."""
     names = sorted({key.path[-1] for key in context.selected_asset_keys})
     selected_checks = context.selected_asset_check_keys
     warehouse = context.resources.warehouse
-    with warehouse.exclusive(), warehouse_env(warehouse, "dev"):
-        invocation = dbt_cli(warehouse).cli(["build", "--select", " ".join(names), "--indirect-selection", "cautious"],
-                                   manifest=manifest,
-                                   dagster_dbt_translator=PlatformDbtTranslator(), raise_on_error=False)
+    with warehouse.exclusive(), warehouse_env(warehouse, project.dev_schema):
+        invocation = dbt_cli(warehouse, project).cli(
+            ["build", "--select", " ".join(names), "--indirect-selection", "cautious"], manifest=manifest,
+            dagster_dbt_translator=PlatformDbtTranslator(project.key_prefix), raise_on_error=False,
+            target_path=project.run_dir("dev"))
         for event in invocation.stream():
             if isinstance(event, dg.AssetMaterialization) and event.asset_key in context.selected_asset_keys:
                 yield dg.MaterializeResult(asset_key=event.asset_key, metadata=event.metadata)

@@ -96,7 +96,7 @@ def deliverable_assets(
             build_key(name),
             "build",
             [env_key(upstream, settings.last_environment) for upstream in spec.depends_on]
-            + handler.build_deps(spec),
+            + handler.build_deps(deliverable),
             [],
             lambda context: run_build(context, deliverable, settings),
             f"Build {name}: {spec.description}",

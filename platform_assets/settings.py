@@ -166,9 +166,13 @@ class ComputeProfile(_Strict):
 
 
 class WarehouseConfig(_Strict):
-    """`duckdb` (a file in the state folder) or `postgres` (password from an environment variable)."""
+    """`duckdb` (a file in the state folder) or `postgres` (password from an environment variable).
+
+    `namespace`: datasets publish into `<environment>_<owning team>` (`team`) or
+    `<environment>_<dataset>` (`dataset`), so two teams' same-named tables never collide."""
 
     type: Literal["duckdb", "postgres"] = "duckdb"
+    namespace: Literal["team", "dataset"] = "team"
     path: str | None = None
     lock_wait_s: float = Field(default=1800.0, gt=0)  # duckdb: how long a step waits for the file's one writer
     host: str = "localhost"

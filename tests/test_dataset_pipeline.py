@@ -53,14 +53,15 @@ def edit(path: Path, old: str, new: str) -> None:
 def test_cli_materialize_publishes_tables_a_plain_duckdb_client_reads(datasets: Platform) -> None:
     materialize_with_cli(THROUGH_PROD)
     [(rows, churned, customers)] = prod_rows(
-        datasets, "select count(*), avg(churned::int), count(distinct customer_id) from prod.customer_features")
+        datasets,
+        "select count(*), avg(churned::int), count(distinct customer_id) from prod_analytics.customer_features")
     assert rows == customers == 2000
     assert 0.1 < churned < 0.4
     rows_by_name = {row["name"]: row for row in status_json()}
     version = datasets.latest(f"{DATASET}/build")["version"]
     assert rows_by_name[DATASET]["kind"] == "dataset"
     assert rows_by_name[DATASET]["versions"] == {"staging": version, "prod": version}
-    assert rows_by_name[DATASET]["endpoint"] == "prod.customer_features"
+    assert rows_by_name[DATASET]["endpoint"] == "prod_analytics.customer_features"
     assert rows_by_name["customer-segments"]["versions"] == {"staging": None, "prod": None}
 
 
@@ -73,8 +74,9 @@ def test_delivery_records_version_rows_tests_and_published_schema(delivered: Pla
     assert columns["churned"] == "BOOLEAN" and "loaded_at" in columns
     evaluated = delivered.latest(f"{DATASET}/evaluate")
     assert evaluated["gates_passed"] is True
-    assert delivered.latest(f"{DATASET}/prod")["tables"] == ["prod.customer_features"]
-    assert DuckDBWarehouse(path=str(warehouse_file(delivered))).published_source("prod", "customer_features") == schema
+    assert delivered.latest(f"{DATASET}/prod")["tables"] == ["prod_analytics.customer_features"]
+    warehouse = DuckDBWarehouse(path=str(warehouse_file(delivered)))
+    assert warehouse.published_source("prod_analytics", "customer_features") == schema
 
 
 def test_failing_dbt_test_fails_the_gate_and_prod_keeps_its_tables(delivered: Platform) -> None:
@@ -96,10 +98,12 @@ def test_failing_dbt_test_fails_the_gate_and_prod_keeps_its_tables(delivered: Pl
         reason = gate(result, other).description
         assert reason.startswith("not evaluated: customer_features was not built because "), reason
         assert "assert_order_amounts_not_negative" in reason
+    log = Path(delivered.latest(f"{DATASET}/build")["dbt_log"])
+    assert "Failure in test assert_order_amounts_not_negative" in log.read_text(), "the build's dbt log is kept"
     assert delivered.latest(f"{DATASET}/prod")["version"] == served["version"]
     assert DuckDBWarehouse(path=str(warehouse_file(delivered))).published_source(
-        "prod", "customer_features") == served["audit_schema"]
-    assert prod_rows(delivered, "select count(*) from prod.customer_features") == [(2000,)]
+        "prod_analytics", "customer_features") == served["audit_schema"]
+    assert prod_rows(delivered, "select count(*) from prod_analytics.customer_features") == [(2000,)]
 
 
 def test_removed_column_fails_schema_contract_unless_allowed(delivered: Platform) -> None:
@@ -116,7 +120,7 @@ def test_removed_column_fails_schema_contract_unless_allowed(delivered: Platform
     assert delivered.latest(f"{DATASET}/prod")["version"] == served["version"]
     assert ("marketing_opt_in",) in prod_rows(
         delivered, "select column_name from information_schema.columns "
-                   "where table_schema = 'prod' and table_name = 'customer_features'")
+                   "where table_schema = 'prod_analytics' and table_name = 'customer_features'")
 
     edit(delivered.catalog / DATASET / "deliverable.yaml", "allow_breaking: false", "allow_breaking: true")
     allowed = delivered.materialize(*THROUGH_PROD)
@@ -151,8 +155,8 @@ def test_fresh_instance_without_dagster_yaml_materializes_every_dataset_and_the_
     keys = [f"{name}/{stage}" for name in ("customer-features", "customer-segments", "segmentation-report")
             for stage in ("build", "evaluate", "staging", "prod")]
     materialize_with_cli(keys)
-    assert prod_rows(datasets, "select count(*) from prod.customer_features") == [(2000,)]
-    assert prod_rows(datasets, "select count(*) > 0 from prod.customer_segments") == [(True,)]
+    assert prod_rows(datasets, "select count(*) from prod_analytics.customer_features") == [(2000,)]
+    assert prod_rows(datasets, "select count(*) > 0 from prod_analytics.customer_segments") == [(True,)]
     assert datasets.latest("segmentation-report/prod")["healthy"] is True
 
 
@@ -217,9 +221,9 @@ def test_customer_features_through_prod_on_postgres(
     with psycopg2.connect(host=postgres_db.host, port=postgres_db.port, user=postgres_db.user,
                           password=postgres_db.password, dbname=postgres_db.dbname) as con:
         cursor = con.cursor()
-        cursor.execute("select count(*), count(distinct customer_id) from prod.customer_features")
+        cursor.execute("select count(*), count(distinct customer_id) from prod_analytics.customer_features")
         assert cursor.fetchone() == (2000, 2000)
-        cursor.execute("select definition from pg_views where schemaname = 'prod'")
+        cursor.execute("select definition from pg_views where schemaname = 'prod_analytics'")
         assert build["audit_schema"] in cursor.fetchone()[0]
     assert datasets.latest(f"{DATASET}/prod")["warehouse"].startswith("postgresql://platform@")
     assert not (datasets.home / "platform" / "warehouse.duckdb").exists(), "nothing went to DuckDB"

@@ -25,11 +25,13 @@ from platform_assets.dbt_manifest import (
     upstream_closure,
     warehouse_assets,
 )
+from platform_assets.dbt_projects import DbtProject, ProjectError, project_at
 from platform_assets.handlers.base import BUILD_RECORD, BuildFailed, GateResult, KindHandler, StageContext
+from platform_assets.handlers.dataset_checks import project_problems
 from platform_assets.settings import PlatformSettings, dbt_project_dir
 from platform_assets.specs import Deliverable, DeliverableSpec, StrictModel
 from resources.deploy_target import DeployFailed, DeployTarget
-from resources.warehouse import audit_schema, env_schema
+from resources.warehouse import audit_schema, quote_safe
 
 if TYPE_CHECKING:
     from dagster import AssetKey, AssetsDefinition
@@ -63,6 +65,10 @@ class DatasetGates(StrictModel):
 
 class DatasetSettings(StrictModel):
     models: list[str] = Field(min_length=1, description="dbt models this deliverable publishes")
+    project: str | None = Field(
+        default=None,
+        description="folder of the dbt project, relative to this file's folder; default the platform's dbt_project/",
+    )
 
 
 class DatasetSpec(DeliverableSpec):
@@ -85,6 +91,21 @@ def _warehouse(ctx: StageContext) -> Warehouse:
     return ctx.resources.warehouse
 
 
+def project_dir_of(deliverable: Deliverable) -> Path:
+    named = deliverable.spec.dataset.project
+    return (deliverable.folder / named).resolve() if named else dbt_project_dir()
+
+
+def project_of(deliverable: Deliverable) -> DbtProject:
+    return project_at(project_dir_of(deliverable))
+
+
+def published_schema(settings: PlatformSettings, environment: str, spec: Any) -> str:
+    """The environment's schema for this dataset's tables: per owning team or per dataset (platform.yaml)."""
+    space = spec.owner if settings.warehouse.namespace == "team" else spec.name
+    return quote_safe(f"{environment}_{space}".replace("-", "_"))
+
+
 class DatasetHandler(KindHandler):
     kind = "dataset"
     technology = "dbt"
@@ -97,44 +118,68 @@ class DatasetHandler(KindHandler):
         """The `duckdb` pool only spares waits on the warehouse's own lock; PostgreSQL runs steps in parallel."""
         return self.pool if settings.warehouse.type == "duckdb" else None
 
-    def build_deps(self, spec: Any) -> list[AssetKey]:
-        return [dbt_asset_key({"resource_type": "model", "name": model}) for model in spec.dataset.models]
+    def build_deps(self, deliverable: Deliverable) -> list[AssetKey]:
+        try:
+            prefix = project_of(deliverable).key_prefix
+        except ProjectError:  # reported by kind_assets; the build says it again
+            return []
+        return [dbt_asset_key({"resource_type": "model", "name": m}, prefix) for m in deliverable.spec.dataset.models]
 
-    def claims(self, spec: Any) -> dict[str, str]:
-        """A dbt model is published by one dataset: two would publish the same tables in turn."""
-        return {f"dbt model '{model}'": "dataset.models" for model in spec.dataset.models}
+    def claims(self, deliverable: Deliverable, settings: PlatformSettings) -> dict[str, str]:
+        """A dbt model is published by one dataset, and a published table has one publisher in its
+        namespace: two would publish the same tables in turn."""
+        spec, project = deliverable.spec, project_dir_of(deliverable)
+        space = f"team '{spec.owner}'" if settings.warehouse.namespace == "team" else f"dataset '{spec.name}'"
+        claims = {f"dbt model '{model}' of {project}": "dataset.models" for model in spec.dataset.models}
+        claims.update({f"the published table '{model}' of {space}": "dataset.models" for model in spec.dataset.models})
+        return claims
 
     def kind_assets(
         self, deliverables: list[Deliverable], settings: PlatformSettings
     ) -> tuple[list[AssetsDefinition], list[str]]:
-        """The dbt models as assets; a dbt project that does not parse leaves them out, nothing else."""
-        published = {model: d.spec.owner for d in deliverables for model in d.spec.dataset.models}
-        if not published:
-            return [], []
-        try:
-            assets = warehouse_assets(published, settings.warehouse.type)
-        except ManifestError as exc:
-            return [], [f"{exc}\nThe dbt models are left out and dataset builds fail until the project parses."]
-        known = models_by_name(load_manifest(ensure_manifest()))
-        unknown = [
-            f"{d.path}: field 'dataset.models': '{model}' is not a model of the dbt project {dbt_project_dir()}; "
-            f"add it there or publish one of: {', '.join(sorted(known))}"
-            for d in deliverables for model in d.spec.dataset.models if model not in known
-        ]
-        return ([assets] if assets else []), unknown
+        """Each dbt project's models as assets; a project that does not parse leaves out its own models only."""
+        assets: list[AssetsDefinition] = []
+        problems: list[str] = []
+        by_project: dict[DbtProject, list[Deliverable]] = {}
+        for deliverable in deliverables:
+            try:
+                by_project.setdefault(project_of(deliverable), []).append(deliverable)
+            except ProjectError as exc:
+                problems.append(f"{deliverable.path}: field 'dataset.project': {exc}")
+        named: dict[str, DbtProject] = {}
+        for project, users in by_project.items():
+            if named.setdefault(project.key_prefix, project) is not project:
+                problems.append(f"{', '.join(str(d.path) for d in users)}: field 'dataset.project': the dbt project "
+                                f"{project.dir} is named '{project.name}' like {named[project.key_prefix].dir}; "
+                                "asset keys start with the project name, so rename one of them")
+                continue
+            published = {model: d.spec.owner for d in users for model in d.spec.dataset.models}
+            try:
+                built = warehouse_assets(project, published, settings.warehouse.type)
+                manifest = load_manifest(ensure_manifest(project))
+            except ManifestError as exc:
+                files = ", ".join(str(d.path) for d in users)
+                where = "" if project.is_platform else f"{files}: field 'dataset.project': "
+                problems.append(f"{where}{exc}\nIts models are left out and the builds of "
+                                f"{', '.join(d.name for d in users)} fail until the project parses.")
+                continue
+            assets += [built] if built else []
+            problems += project_problems(project, manifest, users)
+        return assets, problems
 
     def version(self, ctx: StageContext) -> str:
         """Compiles the selection (with a fixed schema name) and fingerprints it with its inputs."""
         from platform_assets.dbt_runtime import failed_nodes, run_dbt
 
-        manifest_file, manifest, models = _manifest_with(ctx)
+        project, manifest_file, manifest, models = _manifest_with(ctx)
         known = models_by_name(manifest)
         with tempfile.TemporaryDirectory(prefix=f"dbt-compile-{ctx.name}-") as tmp:
-            compiled = run_dbt(["compile", *_selection(models)], manifest_file, _warehouse(ctx),
+            compiled = run_dbt(["compile", *_selection(models)], project, manifest_file, _warehouse(ctx),
                                AUDIT_SCHEMA_PLACEHOLDER, target_path=Path(tmp))
             if not compiled.is_successful():
                 raise BuildFailed(f"dbt compile failed: {'; '.join(failed_nodes(compiled))}")
-            return _fingerprint(manifest, [known[m]["unique_id"] for m in models], _selection(models), Path(tmp))
+            return _fingerprint(project, manifest, [known[m]["unique_id"] for m in models], _selection(models),
+                                Path(tmp))
 
     def reusable(self, ctx: StageContext, record: dict[str, Any]) -> bool:
         return _warehouse(ctx).schema_exists(record["audit_schema"])
@@ -142,20 +187,23 @@ class DatasetHandler(KindHandler):
     def build(self, ctx: StageContext, version: str) -> dict[str, Any]:
         from platform_assets.dbt_runtime import failed_nodes, run_dbt
 
-        manifest_file, _, models = _manifest_with(ctx)
+        project, manifest_file, _, models = _manifest_with(ctx)
         warehouse = _warehouse(ctx)
         schema = audit_schema(ctx.name, version)
-        ctx.log.info(f"dbt build {' '.join(_selection(models))} into {schema}")
-        built = run_dbt(["build", *_selection(models)], manifest_file, warehouse, schema)
+        ctx.log.info(f"dbt build {' '.join(_selection(models))} of {project.dir} into {schema}")
+        built = run_dbt(["build", *_selection(models)], project, manifest_file, warehouse, schema)
+        log = _keep_dbt_log(ctx, version, built.target_path)
         if not (built.target_path / "run_results.json").exists():
-            raise BuildFailed(f"dbt build failed: {'; '.join(failed_nodes(built))}")
+            raise BuildFailed(f"dbt build failed: {'; '.join(failed_nodes(built))}\ndbt's log: {log}")
         results = built.get_artifact("run_results.json")["results"]
         broken = [r for r in results if not r["unique_id"].startswith("test.") and r["status"] == "error"]
         if broken:
             details = "; ".join(f"{r['unique_id']}: {r.get('message')}" for r in broken)
-            raise BuildFailed(f"dbt could not build: {details}")
+            raise BuildFailed(f"dbt could not build: {details}\ndbt's log: {log}")
         return {
             "version": version,
+            "dbt_project": str(project.dir),
+            "dbt_log": log,
             "audit_schema": schema,
             "models": models,
             "tests": _test_results(results),
@@ -170,6 +218,7 @@ class DatasetHandler(KindHandler):
         tests = record["tests"]
         return {
             "audit_schema": record["audit_schema"],
+            **({"dbt_log": dg.MetadataValue.path(record["dbt_log"])} if record.get("dbt_log") else {}),
             "dbt_tests": f"{tests['passed']}/{tests['total']} passed",
             **{f"rows/{m}": (t["rows"] if t else "not built") for m, t in record["tables"].items()},
             **{
@@ -197,7 +246,8 @@ class DatasetHandler(KindHandler):
         if not warehouse.schema_exists(record["audit_schema"]):
             raise DeployFailed(f"audit schema {record['audit_schema']} of {version} no longer exists; build again")
         try:
-            published = warehouse.publish(record["audit_schema"], target.environment, record["models"])
+            published = warehouse.publish(record["audit_schema"], published_schema(ctx.settings, target.environment,
+                                                                                  ctx.spec), record["models"])
         except Exception as exc:  # the publish transaction rolled back: the environment is unchanged
             raise DeployFailed(f"publishing to {target.environment} in {warehouse.location()} failed: {exc}",
                                {"attempted_version": version}) from exc
@@ -213,24 +263,29 @@ class DatasetHandler(KindHandler):
     def verify(self, ctx: StageContext, deployment: dict[str, Any], target: DeployTarget) -> GateResult:
         """Every published view reads the audited schema and returns the audited row count."""
         warehouse = _warehouse(ctx)
+        schema = published_schema(ctx.settings, target.environment, ctx.spec)
         problems = []
         for table, rows in deployment["rows"].items():
-            source = warehouse.published_source(target.environment, table)
+            source = warehouse.published_source(schema, table)
             if source != deployment["audit_schema"]:
                 problems.append(f"{table} reads {source}, expected {deployment['audit_schema']}")
                 continue
-            served = warehouse.describe(env_schema(target.environment), [table])[table]["rows"]
+            served = warehouse.describe(schema, [table])[table]["rows"]
             if served != rows:
                 problems.append(f"{table} serves {served} rows, audited {rows}")
         summary = "; ".join(problems) or f"{', '.join(deployment['tables'])} serve version {deployment['version']}"
         return GateResult("healthy", not problems, summary, {"tables": deployment["tables"]})
 
 
-def _manifest_with(ctx: StageContext) -> tuple[Path, dict[str, Any], list[str]]:
-    """The manifest (file and content), after checking that it has every model the spec publishes."""
+def _manifest_with(ctx: StageContext) -> tuple[DbtProject, Path, dict[str, Any], list[str]]:
+    """The project and its manifest (file and content), after checking that it has every model the
+    spec publishes."""
     models: list[str] = ctx.spec.dataset.models
     try:
-        manifest_file = ensure_manifest()
+        project = project_of(ctx.deliverable)
+        manifest_file = ensure_manifest(project)
+    except ProjectError as exc:
+        raise BuildFailed(f"{ctx.deliverable.path}: field 'dataset.project': {exc}") from exc
     except ManifestError as exc:
         raise BuildFailed(str(exc)) from exc
     manifest = load_manifest(manifest_file)
@@ -239,9 +294,15 @@ def _manifest_with(ctx: StageContext) -> tuple[Path, dict[str, Any], list[str]]:
     if missing:
         raise BuildFailed(
             f"{ctx.deliverable.path}: field 'dataset.models': {', '.join(missing)} not in the dbt project "
-            f"{dbt_project_dir()}; models there: {', '.join(sorted(known))}"
+            f"{project.dir}; models there: {', '.join(sorted(known))}"
         )
-    return manifest_file, manifest, models
+    return project, manifest_file, manifest, models
+
+
+def _keep_dbt_log(ctx: StageContext, version: str, target_path: Path) -> str | None:
+    """dbt's own log of the build, kept beside the version's artifacts (failed builds too)."""
+    log = target_path / "dbt.log"
+    return str(ctx.artifacts.put_file(ctx.name, version, log, "dbt.log")) if log.exists() else None
 
 
 def _selection(models: list[str]) -> list[str]:
@@ -249,21 +310,22 @@ def _selection(models: list[str]) -> list[str]:
     return ["--select", " ".join(f"+{m}" for m in models), "--indirect-selection", "cautious"]
 
 
-def _fingerprint(manifest: dict[str, Any], model_ids: list[str], selection: list[str], compiled_target: Path) -> str:
+def _fingerprint(project: DbtProject, manifest: dict[str, Any], model_ids: list[str], selection: list[str],
+                 compiled_target: Path) -> str:
     """The dbt selection, the compiled SQL of every model built and the bytes of every seed they read.
 
     An audit schema is never rebuilt in place (a published view may read it), so anything that
     changes what the build puts there or which tests it runs must change the version.
     """
     digest = hashlib.sha256(" ".join(selection).encode() + b"\0")
-    project = manifest["metadata"].get("project_name") or "platform_warehouse"
+    project_name = manifest["metadata"].get("project_name") or project.name
     for uid in sorted(upstream_closure(manifest, model_ids)):
         node = manifest["nodes"].get(uid) or manifest["sources"][uid]
         digest.update(uid.encode() + b"\0")
         if node["resource_type"] == "seed":
-            digest.update((dbt_project_dir() / node["original_file_path"]).read_bytes())
+            digest.update((project.dir / node["original_file_path"]).read_bytes())
         elif node["resource_type"] in ("model", "snapshot"):
-            compiled = compiled_target / "compiled" / project / node["original_file_path"]
+            compiled = compiled_target / "compiled" / project_name / node["original_file_path"]
             digest.update(compiled.read_bytes() if compiled.exists() else node.get("raw_code", "").encode())
             digest.update(str(node.get("config", {}).get("materialized")).encode())
     return digest.hexdigest()[:12]
@@ -277,7 +339,7 @@ def _test_results(results: list[dict[str, Any]]) -> dict[str, Any]:
     ]
     skipped = [r["unique_id"] for r in results if r["status"] == "skipped"]
     return {"total": len(tests), "passed": sum(r["status"] == "pass" for r in tests), "failed": failed,
-            "skipped": skipped}
+            "skipped": skipped, "ran": sorted(r["unique_id"].split(".")[2] for r in tests)}
 
 
 def _describe_built(warehouse: Warehouse, schema: str, models: list[str]) -> dict[str, Any]:
