@@ -199,7 +199,7 @@ def _refuse_as(args: argparse.Namespace) -> None:
                             "(--key, PLATFORM_SIGNING_KEY or git's user.signingkey) registered in teams.yaml")
 
 
-def cmd_run(args: argparse.Namespace) -> int:
+def cmd_run(args: argparse.Namespace, build_tags: dict[str, str] | None = None) -> int:
     """Deliver NAME (and first whatever upstream it lacks) in this process, stage by stage, with
     each stage's outcome and reasons; exit 1 when a stage fails."""
     from platform_assets.delivery_actions import requester_tags
@@ -208,7 +208,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     settings, catalog = _loaded()
 
     def tags(name: str, env: str | None) -> dict[str, str]:
-        return requester_tags(settings, "promote", name, env, None, args.key)[0] if env else {}
+        if env is None:
+            return (build_tags or {}) if name == args.name else {}
+        return requester_tags(settings, "promote", name, env, None, args.key)[0]
 
     with _instance(create=True) as instance:
         stages = plan(instance, catalog, settings, args.name, args.through)
@@ -223,6 +225,21 @@ def cmd_run(args: argparse.Namespace) -> int:
     if failed:
         print(f"stopped: fix the cause above, then run `deliver run {args.name}` again", file=sys.stderr)
     return 1 if failed else 0
+
+
+def cmd_adopt(args: argparse.Namespace) -> int:
+    """`deliver run` of a version registered outside the platform: its build adopts that version
+    (checked, loaded in the sandbox, scored on the holdout), then the gates and environments follow."""
+    from platform_assets.delivery_actions import deliverable_named
+    from platform_assets.handlers import get_handler
+
+    _, catalog = _loaded()
+    deliverable = deliverable_named(catalog, args.name)
+    tags = get_handler(deliverable.kind).adoption_tags(args.version)
+    if tags is None:
+        raise ActionRefused(f"{args.name} is a {deliverable.kind}: the platform builds it from its sources; "
+                            "only kinds with versions made elsewhere (models) can adopt one")
+    return cmd_run(args, tags)
 
 
 def cmd_history(args: argparse.Namespace) -> int:
@@ -294,6 +311,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--through", help="the last environment to deploy to (default: the last one)")
     run.add_argument("--key", help="the SSH key that signs each deploy (identity.mode verified)")
     run.add_argument("--verbose", action="store_true", help="also print Dagster's event log")
+    adopt = commands.add_parser("adopt", help="deliver a version registered outside the platform (an MLflow "
+                                              "model version): adopted, gated, promoted, here")
+    adopt.add_argument("name")
+    adopt.add_argument("--version", required=True, help="the registered version")
+    adopt.add_argument("--through", help="the last environment to deploy to (default: the last one)")
+    adopt.add_argument("--key", help="the SSH key that signs each deploy (identity.mode verified)")
+    adopt.add_argument("--verbose", action="store_true", help="also print Dagster's event log")
     hist = commands.add_parser("history", help="builds, gates, deploys, approvals and rollbacks, newest first")
     hist.add_argument("name")
     hist.add_argument("--limit", type=int, default=100)
@@ -306,7 +330,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 COMMANDS = {"validate": cmd_validate, "status": cmd_status, "down": cmd_down, "approve": cmd_approve,
-            "promote": cmd_promote, "rollback": cmd_rollback, "run": cmd_run, "history": cmd_history,
+            "promote": cmd_promote, "rollback": cmd_rollback, "run": cmd_run, "adopt": cmd_adopt,
+            "history": cmd_history,
             "metrics": cmd_metrics}
 
 

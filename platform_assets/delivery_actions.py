@@ -180,7 +180,9 @@ def _materialization_entry(stage: str, record: Any) -> HistoryEntry | None:
                             "reused" if metadata.get("reused") else "built")
     if stage == "evaluate":
         failed = metadata.get("failed_gates") or []
-        detail = "gates passed" if metadata.get("gates_passed") else f"gates failed: {', '.join(failed)}"
+        reasons = "; ".join(f"{gate}: {str(metadata.get(f'gate/{gate}', '')).removeprefix('FAIL: ')}"
+                            for gate in failed)
+        detail = "gates passed" if metadata.get("gates_passed") else _one_line(f"gates failed: {reasons}", 400)
         return HistoryEntry(record.timestamp, asset, "evaluate", deployed.version, detail)
     detail = "healthy" if metadata.get("healthy") else "UNHEALTHY"
     if metadata.get(KEPT):  # a deploy that changed nothing: what still serves, and why

@@ -81,14 +81,14 @@ def run_build(
     context: dg.AssetExecutionContext, deliverable: Deliverable, settings: PlatformSettings
 ) -> dg.MaterializeResult:
     ctx = _stage_context(context, deliverable, settings)
+    handler = get_handler(deliverable.kind)
     for upstream in deliverable.spec.depends_on:
         published = latest(context.instance, env_key(upstream, settings.last_environment))
         if published is None:
-            raise _build_failed(context, deliverable, None, (
+            raise _build_failed(context, ctx, None, (
                 f"{deliverable.name} depends on '{upstream}', which has no version in "
                 f"{settings.last_environment} yet; deliver {upstream} first"))
         ctx.upstream_versions[upstream] = published.version
-    handler = get_handler(deliverable.kind)
     version = None
     try:
         version = handler.version(ctx)
@@ -101,7 +101,7 @@ def run_build(
             version = str(record["version"])
             ctx.artifacts.put_json(deliverable.name, version, BUILD_RECORD, record)
     except BuildFailed as exc:
-        raise _build_failed(context, deliverable, version, f"{deliverable.name} could not be built: {exc}") from exc
+        raise _build_failed(context, ctx, version, f"{deliverable.name} could not be built: {exc}") from exc
     return dg.MaterializeResult(
         metadata={"version": version, **_plain(handler.build_metadata(record)), "reused": reused,
                   "upstream_versions": ctx.upstream_versions},
@@ -109,10 +109,12 @@ def run_build(
     )
 
 
-def _build_failed(context: dg.AssetExecutionContext, deliverable: Deliverable, version: str | None,
+def _build_failed(context: dg.AssetExecutionContext, ctx: StageContext, version: str | None,
                   reason: str) -> dg.Failure:
-    """Record a failed build (`event: build_failed` on `<name>/build`, so `deliver history` and the
-    UI show it) and return the step's failure."""
+    """Record a failed build (`event: build_failed` on `<name>/build`, so `deliver history`,
+    `deliver status` and the UI show it, and where the kind records it) and return the step's failure."""
+    deliverable = ctx.deliverable
+    version = get_handler(deliverable.kind).build_failed(ctx, version, reason)
     metadata = {"event": "build_failed", "reason": reason, "trigger": context.run.tags.get(TRIGGER_TAG, "manual"),
                 **({"attempted_version": version} if version else {})}
     context.log_event(dg.AssetObservation(asset_key=build_key(deliverable.name), metadata=metadata))

@@ -12,7 +12,7 @@ import dagster as dg
 
 from platform_assets.catalog import Catalog
 from platform_assets.liveness import STOPPED, latest_live
-from platform_assets.records import env_key, evaluate_key, latest_records
+from platform_assets.records import build_key, env_key, evaluate_key, latest_records, observed
 from platform_assets.settings import PlatformSettings
 
 
@@ -34,6 +34,7 @@ class DeliverableStatus:
     versions: dict[str, str | None] = field(default_factory=dict)
     gates: str = "-"
     gate_failure: str | None = None  # the failing gates of the latest evaluation, with their reasons
+    build_failure: str | None = None  # the newest build, when it failed: its version (if known) and why
     endpoint: str | None = None
     upstream: list[str] = field(default_factory=list)
     downstream: list[str] = field(default_factory=list)
@@ -51,6 +52,7 @@ def collect_status(instance: dg.DagsterInstance, catalog: Catalog, settings: Pla
     envs = settings.environment_names
     keys = [evaluate_key(d.name) for d in deliverables] + [env_key(d.name, e) for d in deliverables for e in envs]
     records = latest_records(instance, keys)
+    failures = _build_failures(instance, [d.name for d in deliverables])
     live = latest_live(instance, [(d.name, e) for d in deliverables for e in envs])
     downstream: dict[str, list[str]] = {}
     for deliverable in catalog:
@@ -79,8 +81,28 @@ def collect_status(instance: dg.DagsterInstance, catalog: Catalog, settings: Pla
             row.gate_failure = "; ".join(
                 f"{gate}: {str(evaluated.metadata.get(f'gate/{gate}', '')).removeprefix('FAIL: ')}"
                 for gate in failed) or None
+        row.build_failure = failures.get(deliverable.name)
         rows.append(row)
     return rows
+
+
+def _build_failures(instance: dg.DagsterInstance, names: list[str]) -> dict[str, str]:
+    """Per deliverable whose newest build event is a failure (newer than its last build), what
+    failed. The builds' latest materializations come in one batched read; SQL event storage keeps
+    no latest observation per asset, so that is one indexed read per deliverable."""
+    keys = [build_key(name) for name in names]
+    built = {record.asset_entry.asset_key: record.asset_entry.last_materialization_record
+             for record in instance.get_asset_records(keys)}
+    found = {}
+    for name, key in zip(names, keys, strict=True):
+        newest = instance.fetch_observations(key, limit=1).records
+        if not newest or (built.get(key) is not None and built[key].storage_id > newest[0].storage_id):
+            continue
+        metadata = observed(newest[0])
+        if metadata.get("event") == "build_failed":
+            reason = str(metadata.get("reason", "")).splitlines()
+            found[name] = f"{metadata.get('attempted_version', '-')}: {reason[0] if reason else 'no reason recorded'}"
+    return found
 
 
 def _endpoint(metadata: dict[str, Any]) -> str | None:
@@ -99,6 +121,8 @@ def format_table(rows: list[DeliverableStatus], environments: list[str]) -> str:
         lines = [f"{row.name}  ({row.kind}, owner {row.owner})  upstream: {', '.join(row.upstream) or '-'}  "
                  f"downstream: {', '.join(row.downstream) or '-'}",
                  f"  {'gates'.ljust(width)}  {row.gates}" + (f"  ({row.gate_failure})" if row.gate_failure else "")]
+        if row.build_failure:
+            lines.insert(1, f"  {'build'.ljust(width)}  FAILED {row.build_failure}")
         for env in environments:
             status = row.environments[env]
             lines.append(f"  {env.ljust(width)}  {(status.version or '-'):<14} {_live(status):<42} "

@@ -50,10 +50,6 @@ def audit_schema(deliverable: str, version: str) -> str:
     return quote_safe(f"audit__{deliverable}__{version}".replace("-", "_"))
 
 
-def env_schema(env: str) -> str:
-    return quote_safe(env.replace("-", "_"))
-
-
 class Warehouse(dg.ConfigurableResource):
     """What datasets need from a warehouse; subclasses say how to connect and how dbt gets there."""
 
@@ -115,13 +111,15 @@ class Warehouse(dg.ConfigurableResource):
             result[table] = {"rows": count, "columns": dict(columns)}
         return result
 
-    def frame(self, schema: str, table: str) -> Any:
-        """The whole table as a pandas DataFrame, the same way on every warehouse (DB-API rows)."""
+    def frame(self, schema: str, table: str, where: str | None = None) -> Any:
+        """The table (the rows matching `where`, SQL the platform wrote) as a pandas DataFrame, the
+        same way on every warehouse (DB-API rows)."""
         import pandas as pd
 
         with self.connect(read_only=True) as con:
             cursor = con.cursor()
-            cursor.execute(f'select * from "{quote_safe(schema)}"."{quote_safe(table)}"')
+            cursor.execute(f'select * from "{quote_safe(schema)}"."{quote_safe(table)}"'
+                           + (f" where {where}" if where else ""))
             columns = [description[0] for description in cursor.description]
             return pd.DataFrame.from_records(cursor.fetchall(), columns=columns)
 
@@ -131,9 +129,10 @@ class Warehouse(dg.ConfigurableResource):
         )
         return value
 
-    def publish(self, source_schema: str, env: str, tables: list[str]) -> dict[str, str]:
-        """Point `env`'s views at `source_schema`, all tables in one transaction."""
-        target = env_schema(env)
+    def publish(self, source_schema: str, target_schema: str, tables: list[str]) -> dict[str, str]:
+        """Point the views in `target_schema` (an environment's namespace) at `source_schema`, all
+        tables in one transaction."""
+        target = quote_safe(target_schema)
         statements = [f'create schema if not exists "{target}"']
         for table in tables:
             view = f'"{target}"."{quote_safe(table)}"'
@@ -144,9 +143,17 @@ class Warehouse(dg.ConfigurableResource):
         self.run_in_transaction(statements)
         return {table: f"{target}.{table}" for table in tables}
 
-    def published_source(self, env: str, table: str) -> str | None:
-        """The audit schema `env`'s view of `table` reads from (None if not published)."""
-        found = self.rows(self._VIEWS_SQL, [env_schema(env), table])
+    def create_views(self, schema: str, views: dict[str, str]) -> None:
+        """Views `schema`.`name` as `select` (SQL the platform wrote), replaced in one transaction."""
+        statements = [f'create schema if not exists "{quote_safe(schema)}"']
+        for name, select in views.items():
+            view = f'"{quote_safe(schema)}"."{quote_safe(name)}"'
+            statements += [f"drop view if exists {view}", f"create view {view} as {select}"]
+        self.run_in_transaction(statements)
+
+    def published_source(self, schema: str, table: str) -> str | None:
+        """The audit schema the view `schema`.`table` reads from (None if not published)."""
+        found = self.rows(self._VIEWS_SQL, [schema, table])
         match = re.search(r'from\s+"?([a-z0-9_]+)"?\s*\.', found[0][0], re.IGNORECASE) if found else None
         return match.group(1) if match else None
 

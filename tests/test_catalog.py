@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from platform_assets.catalog import Catalog, load_catalog
-from platform_assets.settings import PROJECT_ROOT, load_settings
+from platform_assets.settings import PROJECT_ROOT, dbt_project_dir, load_settings
 from platform_assets.spec_file import MAX_SPEC_BYTES
 from tests.conftest import cli
 
@@ -198,7 +198,7 @@ def test_a_dbt_model_published_by_two_datasets_rejects_both(tmp_path: Path) -> N
     for path, other in ((first, second), (second, first)):
         field, message = only_error(catalog, path)
         assert field == "dataset.models"
-        assert f"dbt model 'customer_features' is also declared by {other}" in message
+        assert f"dbt model 'customer_features' of {dbt_project_dir()} is also declared by {other}" in message
     assert list(catalog.deliverables) == ["segments"]
 
 
@@ -262,7 +262,8 @@ def loads_only_fine(root: Path, broken: Path) -> tuple[str, str]:
 
 
 def model(name: str, trainer: str) -> dict:
-    return spec(name, kind="model", service=None, model={"training_table": "t", "label": "y", "trainer": trainer})
+    return spec(name, kind="model", service=None, model={"training_table": "t", "label": "y", "entity_key": "id",
+                                                                  "trainer": trainer})
 
 
 def test_a_trainer_outside_the_folder_is_rejected(tmp_path: Path) -> None:

@@ -18,10 +18,11 @@ import yaml
 
 from platform_assets.catalog import load_catalog
 from platform_assets.definitions import build_definitions
+from platform_assets.delivery_actions import history
 from platform_assets.model_token import master_token, model_token
 from platform_assets.settings import PROJECT_ROOT, load_settings
 from resources.mlflow_registry import MlflowRegistry
-from tests.conftest import Platform, copy_deliverable, materialize_with_cli, status_json
+from tests.conftest import Platform, cli, copy_deliverable, materialize_with_cli, status_json
 
 MODEL = "churn-model"
 DATASET = "customer-features"
@@ -88,7 +89,8 @@ def test_mlflow_run_records_the_dataset_version_and_the_ui_shows_metrics_and_plo
     run = client.get_run(build["mlflow_run_id"])
     assert run.data.tags[f"platform.dataset.{DATASET}"] == dataset_version
     assert run.data.tags["dagster_run_id"] == result.run_id
-    assert [d.dataset.name for d in run.inputs.dataset_inputs] == [f"{DATASET}@{dataset_version}"]
+    assert [d.dataset.name for d in run.inputs.dataset_inputs] == [
+        f"training_churn_model.customer_features@{dataset_version}"], "the training view it trained on"
     assert run.data.params["max_iter"] == "200" and run.data.metrics["roc_auc"] > 0.7
     assert f"audit__customer_features__{dataset_version}" in build["trained_on"]
     version = client.get_model_version(MODEL, build["version"])
@@ -126,7 +128,7 @@ def test_weaker_challenger_fails_the_champion_gate_and_the_prod_alias_stays(mode
 def test_a_version_that_fails_to_load_moves_the_alias_back(models: Platform) -> None:
     assert models.materialize(f"{MODEL}/build", f"{MODEL}/evaluate", f"{MODEL}/staging").success
     serving = models.latest(f"{MODEL}/staging")["version"]
-    set_model_spec(models, random_state=7)
+    set_model_spec(models, params={"max_iter": 150, "learning_rate": 0.05, "max_depth": 3})
     assert models.materialize(f"{MODEL}/build", f"{MODEL}/evaluate").success
     broken = models.latest(f"{MODEL}/build")["version"]
     client = registry().client()
@@ -198,28 +200,35 @@ def notebook_run(platform: Platform) -> Any:
     return mlflow.start_run()
 
 
-def register_from_a_notebook(platform: Platform, params: dict, trusted_types: list[str] | None = None) -> str:
-    """What an ML engineer does outside the platform: read the published table, train, register
-    (in skops format, trusting the spec's types unless told otherwise)."""
+def register_from_a_notebook(platform: Platform, params: dict, trusted_types: list[str] | None = None,
+                             all_rows: bool = False) -> str:
+    """What an ML engineer does outside the platform: read the model's training view (or, wrongly,
+    every published row), train, log that data, register (in skops format, trusting the spec's
+    types unless told otherwise)."""
     import importlib.util
 
     import duckdb
     import mlflow
     from mlflow.models import infer_signature
 
-    from platform_assets.handlers.model_training import normalise, split_features
+    from platform_assets.handlers.model_training import features_and_label, normalise
+    from platform_assets.training_view import read_training_view
 
     spec = yaml.safe_load((platform.catalog / MODEL / "deliverable.yaml").read_text())["model"]
-    with duckdb.connect(str(platform.home / "platform" / "warehouse.duckdb"), read_only=True) as db:
-        frame = normalise(db.sql("select * from prod.customer_features").df())
-    x_train, x_test, y_train, _ = split_features(frame, spec["label"], spec["exclude"], 0.25, 7)
+    if all_rows:
+        with duckdb.connect(str(platform.home / "platform" / "warehouse.duckdb"), read_only=True) as db:
+            frame = normalise(db.sql("select * from prod_analytics.customer_features").df())
+    else:
+        frame = read_training_view(MODEL)
+    x_train, y_train = features_and_label(frame, spec["label"], spec["exclude"])
     loader = importlib.util.spec_from_file_location("notebook_train", platform.catalog / MODEL / "train.py")
     module = importlib.util.module_from_spec(loader)
     loader.loader.exec_module(module)
     estimator = module.train(x_train, y_train, params)
     with notebook_run(platform):
+        mlflow.log_input(mlflow.data.from_pandas(frame, name="notebook-train"), context="training")
         info = mlflow.sklearn.log_model(
-            estimator, name="model", signature=infer_signature(x_test, estimator.predict_proba(x_test)),
+            estimator, name="model", signature=infer_signature(x_train, estimator.predict_proba(x_train)),
             pyfunc_predict_fn="predict_proba", registered_model_name=MODEL, serialization_format="skops",
             skops_trusted_types=spec["trusted_types"] if trusted_types is None else trusted_types)
     return str(info.registered_model_version)
@@ -243,6 +252,15 @@ def test_a_version_registered_outside_is_evaluated_and_a_better_one_deployed(mod
     assert models.latest(f"{MODEL}/build")["version"] == better
     assert registry().alias_version(MODEL, "staging") == registry().alias_version(MODEL, "prod") == better
     assert health(models, "prod")["version"] == better != champion
+    build = models.latest(f"{MODEL}/build")
+    assert build["adopted"].startswith("registered outside the platform by MLflow run ") and "trained_on" not in build
+    assert build["logged_training_data"].startswith("notebook-train (digest "), "the lineage its own run logged"
+    client = registry().client()
+    adopting = models.instance.get_latest_materialization_event(dg.AssetKey([MODEL, "build"])).run_id
+    assert client.get_run(client.get_model_version(MODEL, better).run_id).data.tags["dagster_run_id"] == adopting
+    assert client.get_model_version(MODEL, better).tags["platform.deployed.prod"].startswith("serving since ")
+    assert client.get_model_version(MODEL, champion).tags["platform.deployed.prod"].startswith(
+        f"replaced by version {better} at ")
 
     worse = register_from_a_notebook(models, WEAK)
     started = models.automate(cursors, launched)
@@ -250,6 +268,48 @@ def test_a_version_registered_outside_is_evaluated_and_a_better_one_deployed(mod
     assert started == [f"registered:{MODEL}:{worse}"] and launched[started[0]] is False
     assert models.latest(f"{MODEL}/evaluate")["failed_gates"] == ["champion"]
     assert registry().alias_version(MODEL, "staging") == registry().alias_version(MODEL, "prod") == better
+
+    leaky = register_from_a_notebook(models, {"max_iter": 300, "learning_rate": 0.05, "max_depth": 3},
+                                     all_rows=True)
+    started = models.automate(cursors, launched)
+
+    assert started == [f"registered:{MODEL}:{leaky}"] and launched[started[0]] is False
+    evaluated = models.latest(f"{MODEL}/evaluate")
+    assert evaluated["failed_gates"] == ["champion"]
+    reason = registry().client().get_model_version(MODEL, leaky).tags["platform.gate.champion"]
+    assert reason.startswith("failed: cannot compare fairly: trained on holdout rows (its run logged notebook-train")
+    assert "training_churn_model.customer_features" in reason, "it names the view to train on"
+    entries = history(models.instance, load_catalog(models.catalog, models.settings), models.settings, MODEL)
+    assert any(e.event == "evaluate" and e.version == leaky and "trained on holdout rows" in e.detail
+               for e in entries), entries
+    assert registry().alias_version(MODEL, "prod") == better
+
+
+def test_the_documented_hand_in_recipe_reaches_prod_through_the_gates(models: Platform, tmp_path: Path) -> None:
+    """docs/ml-engineer.md's recipe, run as the script it is, against the instance's MLflow store."""
+    import re
+    import subprocess
+    import sys
+
+    assert models.materialize(*THROUGH_PROD).success, "the champion, and the training view its build published"
+    guide = (PROJECT_ROOT / "docs" / "ml-engineer.md").read_text().split("## Handing in a model", 1)[1]
+    script = tmp_path / "handin.py"
+    script.write_text(re.search(r"```python\n(.*?)```", guide, re.DOTALL).group(1))
+
+    completed = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True,
+                               timeout=600)
+
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    version = re.search(r"registered churn-model version (\d+)", completed.stdout).group(1)
+    adopted = cli("adopt", MODEL, "--version", version)
+
+    assert adopted.returncode == 0, adopted.stdout + adopted.stderr
+    assert f"{MODEL}/prod  ok" in adopted.stdout, adopted.stdout
+    assert models.latest(f"{MODEL}/build")["adopted"].startswith("registered outside the platform")
+    assert models.latest(f"{MODEL}/evaluate")["gates_passed"] is True
+    assert registry().alias_version(MODEL, "prod") == version
+    assert health(models, "prod")["version"] == version
+    assert not list(tmp_path.glob("mlruns")), "nothing was logged outside the platform's store"
 
 
 def test_republishing_the_dataset_retrains_the_model_against_the_champion(models: Platform) -> None:
@@ -286,7 +346,7 @@ def served_population(platform: Platform) -> Any:
 
     spec = yaml.safe_load((platform.catalog / MODEL / "deliverable.yaml").read_text())["model"]
     with duckdb.connect(str(platform.home / "platform" / "warehouse.duckdb"), read_only=True) as db:
-        frame = normalise(db.sql("select * from prod.customer_features").df())
+        frame = normalise(db.sql("select * from prod_analytics.customer_features").df())
     return frame.drop(columns=[spec["label"], *spec["exclude"]])
 
 

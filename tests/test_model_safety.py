@@ -14,11 +14,14 @@ import dagster as dg
 import httpx
 import pytest
 
+from platform_assets.catalog import load_catalog
 from platform_assets.definitions import build_definitions
+from platform_assets.delivery_actions import history
 from platform_assets.model_safety import ALLOW_PICKLE_ENV, HOW_TO_LOG, UnsafeModel, load_version, model_problems
 from platform_assets.model_token import master_token, model_token
 from platform_assets.resources_config import platform_resources
 from platform_assets.settings import PROJECT_ROOT
+from platform_assets.status import collect_status
 from tests.conftest import Platform
 from tests.test_model_pipeline import (
     MODEL,
@@ -136,6 +139,13 @@ def test_a_pickle_model_from_a_notebook_is_not_adopted_and_never_loaded(models: 
     assert f"{MODEL} version {version} (registered outside the platform by run" in failure
     assert "is not adopted and was not loaded: it is serialized as pickle, not skops" in failure
     assert HOW_TO_LOG in failure and TREE in failure
+    tags = registry().client().get_model_version(MODEL, version).tags
+    assert tags["platform.build"].startswith(f"failed: {MODEL} could not be built: {MODEL} version {version} (")
+    assert "is not adopted and was not loaded" in tags["platform.build"], "MLflow shows why it was refused"
+    [row] = collect_status(models.instance, load_catalog(models.catalog, models.settings), models.settings, MODEL)
+    assert row.build_failure.startswith(f"{version}: {MODEL} could not be built: {MODEL} version {version} (")
+    entries = history(models.instance, load_catalog(models.catalog, models.settings), models.settings, MODEL)
+    assert any(e.event == "build_failed" and e.version == version for e in entries), entries
     uri = f"models:/{MODEL}/{version}"
     with pytest.raises(UnsafeModel, match="serialized as pickle"):
         load_version(uri, models.settings.models.trusted_types)  # how evaluation loads
@@ -150,7 +160,7 @@ def test_a_pickle_model_from_a_notebook_is_not_adopted_and_never_loaded(models: 
 
 def test_a_notebook_model_trusting_types_outside_the_platform_list_is_refused(models: Platform) -> None:
     _, cursor = tick_registrations(models, None)
-    version = register_from_a_notebook(models, {"max_iter": 50}, trusted_types=[TREE, "builtins.eval"])
+    version = register_from_a_notebook(models, {"max_iter": 50}, trusted_types=[TREE, "builtins.eval"], all_rows=True)
 
     failure = build_failure(adopt_what_the_sensor_requests(models, cursor))
 

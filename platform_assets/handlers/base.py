@@ -93,7 +93,7 @@ class KindHandler(ABC):
         """The concurrency pool of this kind's steps under `settings` (default: `pool`)."""
         return self.pool
 
-    def build_deps(self, spec: Any) -> list[AssetKey]:
+    def build_deps(self, deliverable: Deliverable) -> list[AssetKey]:
         """Assets outside the catalog that a build reads (lineage only, e.g. dbt models)."""
         return []
 
@@ -111,10 +111,20 @@ class KindHandler(ABC):
         """
         return {}
 
-    def claims(self, spec: Any) -> dict[str, str]:
+    def claims(self, deliverable: Deliverable, settings: PlatformSettings) -> dict[str, str]:
         """What only one deliverable may hold (claim -> the field making it), e.g. a dbt model it
         publishes; the catalog rejects every spec claiming something another one claims too."""
         return {}
+
+    def adoption_tags(self, version: str) -> dict[str, str] | None:
+        """Run tags that make a build adopt `version`, made outside the platform, instead of building
+        (`deliver adopt`); None: the kind builds everything it delivers itself."""
+        return None
+
+    def build_failed(self, ctx: StageContext, version: str | None, reason: str) -> str | None:
+        """Record a failed build where the kind's users look (the platform records it in Dagster
+        itself) and return the version it was for, when the kind knows one the platform did not."""
+        return version
 
     @abstractmethod
     def version(self, ctx: StageContext) -> str | None:

@@ -26,11 +26,13 @@ from platform_assets.expectations import Expectation
 from platform_assets.handlers.base import BuildFailed, GateResult, KindHandler, StageContext
 from platform_assets.handlers.model_build import (
     adopt,
+    describe_inputs,
     model_fingerprint,
     registry_of,
     score,
     train,
     training_data,
+    unfair_comparison,
 )
 from platform_assets.model_safety import serving_env
 from platform_assets.model_token import (
@@ -103,8 +105,8 @@ class ModelSettings(StrictModel):
         description="the types from platform.yaml's models.trusted_types this model needs (unset: all of them)",
     )
     train_timeout_s: float = Field(default=3600.0, gt=0, le=86400, description="the trainer's time limit")
-    test_fraction: float = Field(default=0.25, gt=0, lt=0.9)
-    random_state: int = 0
+    entity_key: str = Field(description="the column naming each row's entity: it decides the holdout (md5 of it)")
+    test_fraction: float = Field(default=0.25, gt=0, lt=0.9, description="the holdout's share of the hash space")
     startup_timeout_s: float = Field(default=90.0, gt=0, le=900)
     serving_compute: str | None = Field(default=None, description="the model server's profile; unset: default_compute")
     replicas: int = Field(default=1, ge=1, le=50, description="model server pods on Kubernetes")
@@ -140,6 +142,23 @@ class ModelHandler(KindHandler):
     def reusable(self, ctx: StageContext, record: dict[str, Any]) -> bool:
         return ctx.artifacts.exists(ctx.name, record["version"], HOLDOUT)
 
+    def adoption_tags(self, version: str) -> dict[str, str] | None:
+        return {ADOPT_TAG: version}
+
+    def build_failed(self, ctx: StageContext, version: str | None, reason: str) -> str | None:
+        """A hand-in that could not be adopted (refused, or its inputs missing) says so on its
+        registered version (`platform.build`), where its author looks."""
+        from mlflow.exceptions import MlflowException
+
+        version = version or ctx.run_tags.get(ADOPT_TAG)
+        if version and ctx.run_tags.get(ADOPT_TAG) == version:
+            try:
+                registry_of(ctx).tag_version(ctx.name, version, {
+                    "platform.build": f"failed: {reason}"[:5000], "platform.build_run_id": ctx.run_id or ""})
+            except MlflowException as exc:  # not in the registry: the Dagster record still says why
+                ctx.log.warning(f"could not tag {ctx.name} version {version} in MLflow: {exc}")
+        return version
+
     def build(self, ctx: StageContext, version: str | None) -> dict[str, Any]:
         data = training_data(ctx)
         if version is not None and ctx.run_tags.get(ADOPT_TAG) == version:
@@ -155,18 +174,27 @@ class ModelHandler(KindHandler):
             "tracking_uri": registry_of(ctx).uri(),
             "features": {c: str(t) for c, t in data.x_train.dtypes.items()},
             "input_example": json.loads(data.x_test.head(3).to_json(orient="records")),
-            "training": {"dataset": data.dataset, "dataset_version": data.dataset_version,
-                         "table": data.table, "train_rows": len(data.x_train), "holdout_rows": len(data.x_test)},
+            "training": {"dataset": data.dataset, "dataset_version": data.dataset_version, "table": data.table,
+                         "view": data.view, "train_rows": len(data.x_train), "holdout_rows": len(data.x_test)},
             "upstream_versions": ctx.upstream_versions,
         }
 
     def build_metadata(self, record: dict[str, Any]) -> dict[str, Any]:
+        """A platform training says what it trained on; an adopted version says it was adopted and
+        shows the training data its own run logged, since the platform did not train it."""
         training = record["training"]
+        if record.get("adopted"):
+            origin = {"adopted": f"registered outside the platform by MLflow run {record['run_id']}",
+                      "logged_training_data": describe_inputs(record.get("logged_inputs") or []),
+                      "scored_on": f"{training['holdout_rows']} holdout rows of {training['dataset']} "
+                                   f"{training['dataset_version']} ({training['table']})"}
+        else:
+            origin = {"trained_on": f"{training['dataset']} {training['dataset_version']} ({training['table']})",
+                      "rows": f"{training['train_rows']} train, {training['holdout_rows']} holdout"}
         return {
             "model_uri": record["model_uri"],
             "mlflow_run_id": record["run_id"],
-            "trained_on": f"{training['dataset']} {training['dataset_version']} ({training['table']})",
-            "rows": f"{training['train_rows']} train, {training['holdout_rows']} holdout",
+            **origin,
             **{f"metric/{name}": round(value, 4) for name, value in record["metrics"].items()},
         }
 
@@ -185,7 +213,8 @@ class ModelHandler(KindHandler):
         plot = _plot(ctx, version, holdout[label], scored, champion.version if champion else None, champion_scored)
         gates = [
             _metrics_gate(ctx, scored["metrics"]),
-            _champion_gate(ctx, version, champion.version if champion else None, scored, champion_scored, plot),
+            _champion_gate(ctx, version, champion.version if champion else None, scored, champion_scored, plot,
+                           unfair_comparison(record)),
             _signature_gate(ctx, version, record, champion.version if champion else None),
         ]
         registry_of(ctx).tag_version(ctx.name, version, gate_tags(gates, ctx.run_id))
@@ -217,6 +246,7 @@ class ModelHandler(KindHandler):
             registry.move_alias(ctx.name, alias, previous)
             raise DeployFailed(f"{exc}; alias '{alias}' moved back to version {previous or '(none)'}",
                                {**exc.metadata, "alias_restored_to": previous}) from exc
+        deployed_tags(registry, ctx, alias, version, previous)
         url = deployment.get("url")
         return {**deployment, "alias": alias, "model_uri": f"models:/{ctx.name}@{alias}",
                 **({"predict_url": url + "/predict"} if url else {}), "auth": "bearer",
@@ -316,6 +346,18 @@ class ModelHandler(KindHandler):
         return GateResult("healthy", not problems, summary, {"predict_url": deployment["predict_url"]})
 
 
+def deployed_tags(registry: Any, ctx: StageContext, env: str, version: str, previous: str | None) -> None:
+    """`platform.deployed.<env>` on the version now served there (when, by which Dagster run), and
+    on the one it replaced, so the registry says which environments serve a version."""
+    from datetime import UTC, datetime
+
+    now = datetime.now(UTC).isoformat(timespec="seconds")
+    key = f"platform.deployed.{env}"
+    registry.tag_version(ctx.name, version, {key: f"serving since {now} (run {ctx.run_id})"})
+    if previous and previous != version:
+        registry.tag_version(ctx.name, previous, {key: f"replaced by version {version} at {now}"})
+
+
 def gate_tags(gates: list[GateResult], run_id: str | None) -> dict[str, str]:
     """`platform.gate.<name>`: `passed: ...` or `failed: ...` (MLflow caps a tag value at 5000 characters)."""
     tags = {f"platform.gate.{g.name}": f"{'passed' if g.passed else 'failed'}: {g.summary}"[:5000] for g in gates}
@@ -347,7 +389,7 @@ def _metrics_gate(ctx: StageContext, metrics: dict[str, float]) -> GateResult:
 
 
 def _champion_gate(ctx: StageContext, version: str, champion: str | None, scored: dict[str, Any],
-                   champion_scored: dict[str, Any] | None, plot: str) -> GateResult:
+                   champion_scored: dict[str, Any] | None, plot: str, unfair: str | None) -> GateResult:
     gate: ChampionGate = ctx.spec.gates.champion
     env = ctx.settings.last_environment
     challenger_metrics = scored["metrics"]
@@ -358,6 +400,8 @@ def _champion_gate(ctx: StageContext, version: str, champion: str | None, scored
     if gate.metric not in challenger_metrics:
         return GateResult("champion", False, f"gates.champion.metric '{gate.metric}' is not a metric; known: "
                           f"{', '.join(challenger_metrics)}", metadata)
+    if unfair:  # its holdout figures may be inflated: neither compared nor passed
+        return GateResult("champion", False, unfair, metadata)
     if champion is None:
         return GateResult("champion", True, f"no champion in {env} yet", metadata)
     if champion == version:

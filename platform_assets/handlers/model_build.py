@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 
     from platform_assets.handlers.model import ModelSettings
     from resources.mlflow_registry import MlflowRegistry
+    from resources.warehouse import Warehouse
 
 ADOPTED_TAG = "platform.adopted_by_run"
 DATASET_TAG = "platform.dataset."
@@ -48,12 +49,13 @@ def registry_of(ctx: StageContext) -> MlflowRegistry:
 
 @dataclass(frozen=True)
 class TrainingData:
-    """The pinned table, split the way every build of this spec splits it."""
+    """The pinned table split by the hash of its entity key: the training view and the holdout."""
 
     dataset: str
     dataset_version: str
     table: str
-    frame: pd.DataFrame
+    view: str  # schema.view: what a hand-in trains on
+    frame: pd.DataFrame  # the training view as the reader hands it out (what the platform trains on)
     x_train: pd.DataFrame
     x_test: pd.DataFrame
     y_train: pd.Series
@@ -61,23 +63,50 @@ class TrainingData:
 
     @property
     def lineage(self) -> dict[str, str]:
-        return {f"{DATASET_TAG}{self.dataset}": self.dataset_version, "platform.training_table": self.table}
+        return {f"{DATASET_TAG}{self.dataset}": self.dataset_version, "platform.training_table": self.table,
+                "platform.training_view": self.view}
+
+
+def training_view_of(name: str, table: str) -> tuple[str, str]:
+    """(schema, view) of a model's training view: `training_<model>.<table>`, the newest build's
+    dataset version; `<table>__<dataset version>` stays for each version."""
+    return f"training_{name}".replace("-", "_"), table
+
+
+def read_view(warehouse: Warehouse, schema: str, view: str) -> pd.DataFrame:
+    """The one reader of training views (the platform's and a hand-in's): plain numpy dtypes."""
+    from platform_assets.handlers.model_training import normalise
+
+    return normalise(warehouse.frame(schema, view))
 
 
 def training_data(ctx: StageContext) -> TrainingData:
-    from platform_assets.handlers.model_training import normalise, split_features
+    """Publishes the training view of the pinned dataset version (every row outside the holdout)
+    and reads it back through the same reader a hand-in uses, so both train on the same rows."""
+    from platform_assets.handlers.model_training import features_and_label, holdout_predicate, normalise
 
     settings: ModelSettings = ctx.spec.model
+    warehouse: Warehouse = ctx.resources.warehouse
     dataset, dataset_version, schema = pinned_table(ctx, settings.training_table, "model.training_table")
-    frame = normalise(ctx.resources.warehouse.frame(schema, settings.training_table))
-    missing = sorted({settings.label, *settings.exclude} - set(frame.columns))
+    table = settings.training_table
+    columns = warehouse.describe(schema, [table])[table]["columns"]
+    missing = sorted({settings.label, settings.entity_key, *settings.exclude} - set(columns))
     if missing:
-        raise BuildFailed(f"{ctx.deliverable.path}: fields 'model.label'/'model.exclude' name "
-                          f"{', '.join(missing)}, not columns of {settings.training_table} "
-                          f"({', '.join(frame.columns)})")
-    x_train, x_test, y_train, y_test = split_features(
-        frame, settings.label, settings.exclude, settings.test_fraction, settings.random_state)
-    return TrainingData(dataset, dataset_version, f"{schema}.{settings.training_table}", frame,
+        raise BuildFailed(f"{ctx.deliverable.path}: fields 'model.label'/'model.entity_key'/'model.exclude' name "
+                          f"{', '.join(missing)}, not columns of {table} ({', '.join(columns)})")
+    holdout = holdout_predicate(settings.entity_key, settings.test_fraction)
+    view_schema, view = training_view_of(ctx.name, table)
+    rows = f'select * from "{schema}"."{table}" where not ({holdout})'
+    warehouse.create_views(view_schema, {view: rows, f"{view}__{dataset_version}": rows})
+    frame = read_view(warehouse, view_schema, view)
+    x_train, y_train = features_and_label(frame, settings.label, settings.exclude)
+    x_test, y_test = features_and_label(normalise(warehouse.frame(schema, table, holdout)), settings.label,
+                                        settings.exclude)
+    if y_train.nunique() < 2 or y_test.nunique() < 2:
+        raise BuildFailed(f"{ctx.deliverable.path}: field 'model.test_fraction': the split by "
+                          f"{settings.entity_key} leaves {len(x_train)} training and {len(x_test)} holdout rows, "
+                          "one side without both classes")
+    return TrainingData(dataset, dataset_version, f"{schema}.{table}", f"{view_schema}.{view}", frame,
                         x_train, x_test, y_train, y_test)
 
 
@@ -98,10 +127,10 @@ def train(ctx: StageContext, data: TrainingData) -> dict[str, Any]:
                           tags={"platform.deliverable": ctx.name, FINGERPRINT_TAG: fingerprint,
                                 "dagster_run_id": ctx.run_id or "", **data.lineage}) as run:
         mlflow.log_params({**settings.params, "label": settings.label, "test_fraction": settings.test_fraction,
-                           "random_state": settings.random_state, "features": len(data.x_train.columns)})
+                           "entity_key": settings.entity_key, "features": len(data.x_train.columns)})
         source = CodeDatasetSource({"warehouse": ctx.resources.warehouse.location(), **data.lineage})
         mlflow.log_input(mlflow.data.from_pandas(data.frame, source=source, targets=settings.label,
-                                                 name=f"{data.dataset}@{data.dataset_version}"), context="training")
+                                                 name=f"{data.view}@{data.dataset_version}"), context="training")
         estimator, types = train_in_sandbox(ctx, data.x_train, data.y_train)
         try:
             probabilities = estimator.predict_proba(data.x_test)
@@ -143,6 +172,8 @@ def adopt(ctx: StageContext, version: str, data: TrainingData) -> dict[str, Any]
     here, scored on the same holdout a platform build would use, and gated like any other."""
     from mlflow.exceptions import MlflowException
 
+    from platform_assets.handlers.model_training import training_digest
+
     registry = registry_of(ctx)
     client = registry.client()
     try:
@@ -175,9 +206,49 @@ def adopt(ctx: StageContext, version: str, data: TrainingData) -> dict[str, Any]
         raise BuildFailed(f"{what} cannot score {data.table}: {scored['error']}")
     for key, value in {**data.lineage, ADOPTED_TAG: ctx.run_id or "true"}.items():
         client.set_model_version_tag(ctx.name, version, key, value)
+    run = client.get_run(registered.run_id)
+    view = {"name": data.view, "digest": training_digest(data.frame), "rows": len(data.frame)}
+    # The Dagster run, as on the platform's own runs; not `platform.deliverable`, which marks runs the
+    # platform trained (the registrations sensor adopts only the others).
+    for key, value in {"dagster_run_id": ctx.run_id or "", "platform.adopted_into": ctx.name}.items():
+        client.set_tag(registered.run_id, key, value)
     ctx.log.info(f"adopted {what}: roc_auc {scored['metrics']['roc_auc']:.4f} on {len(data.x_test)} holdout rows")
-    return {"version": version, "run_id": registered.run_id, "experiment_id": None, "metrics": scored["metrics"],
-            "adopted": True}
+    return {"version": version, "run_id": registered.run_id, "experiment_id": run.info.experiment_id,
+            "metrics": scored["metrics"], "adopted": True, "logged_inputs": logged_inputs(run),
+            "training_view": view}
+
+
+def logged_inputs(run: Any) -> list[dict[str, Any]]:
+    """The training data a run logged itself (MLflow dataset inputs): name, digest, source and rows."""
+    found = []
+    for logged in run.inputs.dataset_inputs if run.inputs else []:
+        dataset = logged.dataset
+        found.append({"name": dataset.name, "digest": dataset.digest, "source": dataset.source,
+                      "rows": json.loads(dataset.profile or "{}").get("num_rows")})
+    return found
+
+
+def describe_inputs(inputs: list[dict[str, Any]]) -> str:
+    return "; ".join(f"{i['name']} (digest {i['digest']}, {i['rows'] if i['rows'] is not None else '?'} rows)"
+                     for i in inputs) or "none logged"
+
+
+def unfair_comparison(record: dict[str, Any]) -> str | None:
+    """Why an adopted version cannot be compared with the champion on the holdout, if it cannot:
+    its run must have logged the training view itself (same digest), not rows the holdout holds."""
+    if not record.get("adopted"):
+        return None  # the platform trained it on the training view
+    view, inputs = record["training_view"], record.get("logged_inputs") or []
+    if any(i["digest"] == view["digest"] for i in inputs):
+        return None
+    how = (f"log the training view you trained on: mlflow.log_input(mlflow.data.from_pandas(frame), "
+           f"context=\"training\") with frame from {view['name']} ({view['rows']} rows, digest {view['digest']})")
+    if not inputs:
+        return f"cannot compare fairly: its run logged no training data; {how}"
+    if any((i["rows"] or 0) > view["rows"] for i in inputs):
+        return (f"cannot compare fairly: trained on holdout rows (its run logged {describe_inputs(inputs)}, more "
+                f"than the {view['rows']} rows of {view['name']}, which excludes the holdout); {how}")
+    return f"cannot compare fairly: its logged training data ({describe_inputs(inputs)}) is not {view['name']}; {how}"
 
 
 def model_fingerprint(ctx: StageContext) -> str:
@@ -200,10 +271,10 @@ def score(ctx: StageContext, version: str, holdout: pd.DataFrame, label: str) ->
 
 
 def score_model(model: Any, version: str, holdout: pd.DataFrame, label: str) -> dict[str, Any]:
-    from platform_assets.handlers.model_training import classification_metrics, positive_scores
+    from platform_assets.handlers.model_training import classification_metrics, classifier_scores
 
     try:
-        scores = positive_scores(model.predict(holdout.drop(columns=[label])))
+        scores = classifier_scores(model, holdout.drop(columns=[label]))
     except Exception as exc:  # the champion may expect other features than this holdout has
         return {"version": version, "error": f"{type(exc).__name__}: {exc}", "metrics": {}}
     return {"version": version, "scores": scores, "metrics": classification_metrics(holdout[label], scores)}

@@ -14,6 +14,7 @@ import pandas as pd
 
 from platform_assets.handlers.base import BuildFailed
 from platform_assets.handlers.spec_paths import resolve_in_folder
+from resources.warehouse import quote_safe
 
 
 def normalise(frame: pd.DataFrame) -> pd.DataFrame:
@@ -34,15 +35,27 @@ def normalise(frame: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def split_features(
-    frame: pd.DataFrame, label: str, exclude: list[str], test_fraction: float, random_state: int
-) -> tuple[pd.DataFrame, pd.DataFrame, pd.Series, pd.Series]:
-    """A stratified, seeded split: the same data and settings give the same split, hence the same model."""
-    from sklearn.model_selection import train_test_split
+HASH_SPACE = 16**8  # the first 8 hex digits of an md5
 
-    features = frame.drop(columns=[label, *exclude])
-    target = frame[label].astype(int)
-    return train_test_split(features, target, test_size=test_fraction, random_state=random_state, stratify=target)
+
+def holdout_predicate(entity_key: str, fraction: float) -> str:
+    """SQL that is true for the holdout rows: those whose md5 of the entity key falls in the first
+    `fraction` of the hash space. It depends on the data only (not on a seed, a row order or who
+    splits), gives the same answer in DuckDB and PostgreSQL (md5 of the key's text, compared as
+    lower-case hex), and keeps an entity on its side of the split in every dataset version."""
+    threshold = f"{int(fraction * HASH_SPACE):08x}"
+    return f"substr(md5(cast(\"{quote_safe(entity_key)}\" as varchar)), 1, 8) < '{threshold}'"
+
+
+def features_and_label(frame: pd.DataFrame, label: str, exclude: list[str]) -> tuple[pd.DataFrame, pd.Series]:
+    return frame.drop(columns=[label, *exclude]), frame[label].astype(int)
+
+
+def training_digest(frame: pd.DataFrame) -> str:
+    """MLflow's digest of a DataFrame, as `mlflow.data.from_pandas(frame)` logs it."""
+    import mlflow
+
+    return mlflow.data.from_pandas(frame).digest
 
 
 def trainer_source(spec_path: Path, reference: str) -> tuple[Path, str]:
@@ -59,6 +72,20 @@ def positive_scores(output: Any) -> np.ndarray:
     """Scores of the positive class from predict_proba output (n rows, 2 columns) or a score column (n)."""
     array = np.asarray(output.values if hasattr(output, "values") else output, dtype=float)
     return array[:, -1] if array.ndim == 2 else array
+
+
+def classifier_scores(model: Any, features: pd.DataFrame) -> np.ndarray:
+    """Positive-class probabilities whatever the pyfunc `predict_fn`: a classifier logged with
+    MLflow's default (`predict`, class labels) is scored through its estimator's predict_proba, so
+    its roc_auc is the real one, not that of 0/1 labels. Only the sklearn flavour is admitted
+    (model_safety), so the raw model is a scikit-learn estimator."""
+    estimator = model.get_raw_model()
+    if not hasattr(estimator, "predict_proba"):
+        raise ValueError(
+            f"{type(estimator).__name__} has no predict_proba, so it could only be judged on class labels; "
+            "train a classifier that gives probabilities (for SVC: probability=True) and log it with "
+            "mlflow.sklearn.log_model(..., pyfunc_predict_fn=\"predict_proba\")")
+    return positive_scores(estimator.predict_proba(features))
 
 
 def classification_metrics(y_true: pd.Series, scores: np.ndarray) -> dict[str, float]:

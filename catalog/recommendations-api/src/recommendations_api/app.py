@@ -62,7 +62,8 @@ def feedback(event: Feedback) -> dict[str, str]:
 
 class CustomerProfile(BaseModel):
     customer_id: str
-    features: dict[str, float | int | str | bool] = Field(description="the churn model's input features")
+    features: dict[str, float | int | str | bool | None] = Field(
+        description="the churn model's input features; null for a missing value (the model takes it as NaN)")
 
 
 class ChurnRisk(BaseModel):
