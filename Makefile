@@ -8,7 +8,7 @@ DAGSTER_HOME_DIR ?= $(or $(DAGSTER_HOME),$(CURDIR)/.dagster_home)
 DEV_HOST ?= 127.0.0.1
 DEV_PORT ?= 3000
 
-.PHONY: install test-deps dev test lint bench mlflow-ui clean
+.PHONY: install test-deps dev test test-fast lint bench mlflow-ui clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -16,12 +16,10 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q -e '.[dev]'
 	touch $(STAMP)
 
-MANIFEST := dbt_project/target/manifest.json
-$(MANIFEST): $(STAMP) $(shell find dbt_project -name '*.sql' -o -name '*.yml' -o -name '*.csv' | grep -v target/)
-	$(BIN)/dbt parse --project-dir dbt_project --profiles-dir dbt_project --quiet
-
-## The dbt manifest is prepared here, not parsed on every definitions load.
-install: $(STAMP) $(MANIFEST)
+## The dbt manifest is prepared here (into .platform/dbt/, keyed by the project's content), not parsed on
+## a definitions load.
+install: $(STAMP)
+	$(BIN)/python -m platform_assets.dbt_manifest >/dev/null
 
 ## UI and daemon on the embedded default: SQLite, local deploy targets, the demo catalog.
 dev: install
@@ -39,10 +37,14 @@ mlflow-ui: install
 test-deps:
 	scripts/install-test-deps.sh
 
-## Lint, validate the demo catalog, run the whole test suite.
+## Lint, validate the demo catalog, run the whole test suite (the slowest tests listed at the end).
 test: install test-deps lint
 	$(BIN)/deliver validate
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest --durations=15
+
+## The fast loop: the tests marked `unit` (no platform instance, delivery or server; see tests/conftest.py).
+test-fast: install lint
+	$(BIN)/python -m pytest -m unit --durations=5
 
 lint: install
 	$(BIN)/ruff check .

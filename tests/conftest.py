@@ -91,6 +91,44 @@ class Platform:
         return LocalProcessTarget(environment=env).current(deliverable)
 
 
+# Every test is marked `unit`, `e2e` or `daemon` here, from what it uses, so the fast loop
+# (`make test-fast`: `-m unit`) needs no list to keep up to date.
+DAEMON_MODULES = {"test_automation_daemon", "test_governance", "test_make_dev", "test_readme", "test_runtime_daemon",
+                  "test_ui_browser"}  # dagster dev, the daemon, make, Chromium
+E2E_MODULES = {"test_benchmarks", "test_dbt_project", "test_k8s_target", "test_local_process", "test_serving",
+               "test_slo", "test_warehouse"}  # the dbt CLI, uvicorn, deployed processes, the stand-in API server
+E2E_FIXTURES = {"platform", "datasets", "delivered", "features_home", "models", "postgres_server", "postgres_db",
+                "s3_endpoint", "s3", "growth"}  # a platform instance with real deliveries or a server
+
+
+PROCESS_CALLS = ("subprocess.", "cli(", "sys.executable")  # a test body that starts a process of its own
+
+
+def _starts_processes(item: pytest.Item) -> bool:
+    import inspect
+
+    function = getattr(item, "function", None)
+    try:
+        source = inspect.getsource(function) if function else ""
+    except (OSError, TypeError):
+        return False
+    return any(call in source for call in PROCESS_CALLS)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        module = item.module.__name__.rsplit(".", 1)[-1]
+        if any(item.get_closest_marker(name) for name in ("unit", "e2e", "daemon")):
+            continue  # the test says so itself
+        if module in DAEMON_MODULES:
+            item.add_marker(pytest.mark.daemon)
+        elif (module in E2E_MODULES or E2E_FIXTURES & set(getattr(item, "fixturenames", ()))
+              or _starts_processes(item)):
+            item.add_marker(pytest.mark.e2e)
+        else:
+            item.add_marker(pytest.mark.unit)
+
+
 def cli(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
     """A command of the project's CLIs (`dagster ...`, `platform_assets.cli ...`) as a user runs it."""
     module = ["-m", "dagster"] if args[0] == "asset" else ["-m", "platform_assets.cli"]
