@@ -22,6 +22,7 @@ from typing import Any
 
 import dagster as dg
 
+from platform_assets.dbt_child import dbt_env
 from platform_assets.dbt_projects import PLATFORM_PREFIX, DbtProject
 
 REFABLE = ("model", "seed", "snapshot")
@@ -32,8 +33,10 @@ class ManifestError(Exception):
 
 
 def dbt_executable() -> str:
-    """The venv's dbt even when the venv is not activated."""
-    return shutil.which("dbt") or str(Path(sys.executable).parent / "dbt")
+    """The venv's `platform-dbt` (dbt in a minimal environment, dbt_child.py), even when the venv
+    is not activated."""
+    beside = Path(sys.executable).parent / "platform-dbt"
+    return str(beside) if beside.exists() else shutil.which("platform-dbt") or str(beside)
 
 
 def ensure_manifest(project: DbtProject) -> Path:
@@ -46,7 +49,7 @@ def ensure_manifest(project: DbtProject) -> Path:
     completed = subprocess.run(
         [dbt_executable(), "parse", "--project-dir", str(project.dir), "--profiles-dir", str(project.profiles_dir()),
          "--target-path", str(staged / "target"), "--log-path", str(staged / "logs"), "--quiet"],
-        capture_output=True, text=True, env={**os.environ, "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"},
+        capture_output=True, text=True, env=dbt_env(os.environ, {"DBT_SEND_ANONYMOUS_USAGE_STATS": "false"}),
     )
     if completed.returncode != 0 or not (staged / "target" / "manifest.json").exists():
         shutil.rmtree(staged, ignore_errors=True)

@@ -11,6 +11,7 @@ from typing import Any
 import dagster as dg
 from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtCliInvocation, DbtCliResource
 
+from platform_assets.dbt_child import KEEP_ENV
 from platform_assets.dbt_manifest import dbt_asset_key, dbt_executable
 from platform_assets.dbt_projects import DbtProject
 from resources.warehouse import Warehouse
@@ -29,8 +30,10 @@ class PlatformDbtTranslator(DagsterDbtTranslator):
 
 @contextlib.contextmanager
 def warehouse_env(warehouse: Warehouse, schema: str) -> Iterator[None]:
-    """dbt reads its connection from the environment (profiles.yml): the warehouse and the schema."""
+    """dbt reads its connection from the environment (profiles.yml): the warehouse and the schema,
+    named in PLATFORM_DBT_KEEP as the only step variables `platform-dbt` passes on to dbt."""
     values = warehouse.dbt_env(schema)
+    values[KEEP_ENV] = ",".join(sorted(values))
     saved = {k: os.environ.get(k) for k in values}
     os.environ.update(values)
     try:

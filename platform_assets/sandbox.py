@@ -22,11 +22,11 @@ from typing import Any, Protocol
 
 import dagster as dg
 
+from platform_assets.child_env import minimal_env
 from platform_assets.secret_store import resolve
 from platform_assets.settings import ComputeProfile
 
 PYTHON = "{python}"  # in a command: this interpreter locally, the image's `python` in a pod
-_INHERITED = ("PATH", "LANG", "LC_ALL", "TZ")
 _SECRET_MARKERS = ("PASSWORD", "TOKEN", "SECRET", "KEY")
 
 
@@ -67,16 +67,6 @@ class Sandbox(Protocol):
     def run(self, task: SandboxTask, context: Any | None = None) -> SandboxResult:
         """Run `task`; `context` is the Dagster step context where the sandbox needs one (pods)."""
         ...
-
-
-def minimal_env(home: Path, extra: Mapping[str, str] | None = None) -> dict[str, str]:
-    """What a child process gets: PATH and locale, a HOME of its own, and `extra`; nothing else of
-    the platform's environment (DAGSTER_HOME, cloud keys, passwords and tokens stay behind)."""
-    (home / "tmp").mkdir(parents=True, exist_ok=True)
-    env = {key: os.environ[key] for key in _INHERITED if key in os.environ}
-    env.update(HOME=str(home), TMPDIR=str(home / "tmp"), PYTHONNOUSERSITE="1", PYTHONDONTWRITEBYTECODE="1")
-    env.update(extra or {})
-    return env
 
 
 def redact(text: str, secrets: list[str] | tuple[str, ...]) -> str:

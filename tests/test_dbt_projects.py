@@ -15,6 +15,7 @@ import psycopg2
 import pytest
 import yaml
 
+from platform_assets.dbt_child import dbt_env
 from platform_assets.definitions import build_definitions
 from platform_assets.handlers.base import BUILD_RECORD
 from platform_assets.settings import PROJECT_ROOT, load_settings
@@ -182,8 +183,12 @@ def test_a_project_reads_another_projects_published_table_through_a_source(datas
                     "meta": {"dagster": {"asset_key": ["warehouse", "customer_features"]}}}]}]}))
     (project / "models" / "marts" / "churners.sql").write_text(
         "select customer_id from {{ source('analytics', 'customer_features') }} where churned\n")
+    (project / "models" / "marts" / "seen.sql").write_text(  # what the project's Jinja can read
+        "select '{{ env_var('PLATFORM_MODEL_TOKEN', 'absent') }}' as token, "
+        "'{{ env_var('DAGSTER_HOME', 'absent') }}' as home\n")
+    monkeypatch.setenv("PLATFORM_MODEL_TOKEN", "a-platform-secret")
     shutil.rmtree(datasets.catalog / "customer-segments")
-    path = dataset(datasets, "churners", ["churners"], owner="analytics", project=project)
+    path = dataset(datasets, "churners", ["churners", "seen"], owner="analytics", project=project)
     spec = yaml.safe_load(path.read_text())
     path.write_text(yaml.safe_dump({**spec, "depends_on": ["customer-features"]}, sort_keys=False))
 
@@ -198,4 +203,20 @@ def test_a_project_reads_another_projects_published_table_through_a_source(datas
         [(churners, churned)] = con.execute(
             "select (select count(*) from prod_analytics.churners), "
             "(select count(*) from prod_analytics.customer_features where churned)").fetchall()
+        seen = con.execute("select token, home from prod_analytics.seen").fetchall()
     assert churners == churned > 0
+    assert seen == [("absent", "absent")], "dbt ran without the platform's environment"
+
+
+def test_dbt_gets_the_minimal_environment_its_settings_and_the_warehouse_variables_only() -> None:
+    environ = {"PATH": "/usr/bin", "LANG": "C.UTF-8", "AWS_SECRET_ACCESS_KEY": "k", "PLATFORM_MODEL_TOKEN": "t",
+               "DAGSTER_HOME": "/h", "DBT_SCHEMA": "audit_x", "DBT_TARGET_PATH": "/t",
+               "PLATFORM_PG_PASSWORD": "p", "PLATFORM_DBT_KEEP": "PLATFORM_PG_PASSWORD,DBT_SCHEMA"}
+
+    env = dbt_env(environ, {"DBT_SEND_ANONYMOUS_USAGE_STATS": "false"})
+
+    assert {k: v for k, v in env.items() if k not in ("HOME", "TMPDIR")} == {
+        "PATH": "/usr/bin", "LANG": "C.UTF-8", "DBT_SCHEMA": "audit_x", "DBT_TARGET_PATH": "/t",
+        "PLATFORM_PG_PASSWORD": "p", "DBT_SEND_ANONYMOUS_USAGE_STATS": "false", "PYTHONNOUSERSITE": "1",
+        "PYTHONDONTWRITEBYTECODE": "1"}
+    assert env["HOME"] != environ.get("HOME")
