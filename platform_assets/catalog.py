@@ -20,7 +20,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from platform_assets.handlers import get_handler, spec_models
+from platform_assets.handlers import get_handler, register_kinds, spec_models
 from platform_assets.handlers.spec_paths import escaping_paths
 from platform_assets.identity.teams import Teams, TeamsError, load_teams
 from platform_assets.settings import PlatformSettings, teams_path
@@ -72,6 +72,8 @@ def load_catalog(root: Path, settings: PlatformSettings) -> Catalog:
     """
     teams, registry_error = _registry(settings)
     catalog = Catalog(root=root, teams=teams, errors=[registry_error] if registry_error else [])
+    catalog.errors += [CatalogError(settings.source or Path("platform.yaml"), field_name, problem)
+                       for field_name, problem in register_kinds(settings.kinds)]
     if not root.is_dir():
         catalog.errors.append(
             CatalogError(root, "", "catalog folder not found; create it or set PLATFORM_CATALOG_DIR")
@@ -136,7 +138,8 @@ def _load_one(
     if not isinstance(kind, str) or kind not in models:
         valid = ", ".join(sorted(models))
         message = "required field is missing" if kind is None else f"'{kind}' is not a known kind"
-        return name, None, [CatalogError(path, "kind", f"{message}; valid kinds: {valid}")]
+        return name, None, [CatalogError(path, "kind", f"{message}; valid kinds: {valid} "
+                                         "(more through platform.yaml `kinds:`)")]
     model = models[kind]
     errors = _check_against_settings(path, raw, settings)
     if teams is not None:

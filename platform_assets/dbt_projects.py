@@ -107,6 +107,19 @@ def project_at(folder: Path) -> DbtProject:
 
 
 def load_project(folder: Path, platform: bool = False) -> DbtProject:
+    """The project in `folder`, read once per version of its dbt_project.yml: every dataset of a
+    project asks for it at each load (1,000 datasets, one project, one read)."""
+    spec_file = folder / "dbt_project.yml"
+    try:
+        stat = spec_file.stat()
+    except FileNotFoundError:
+        raise ProjectError(f"{spec_file}: no dbt project there (dbt_project.yml is missing); "
+                           "point dataset.project at the folder that holds dbt_project.yml") from None
+    return _read_project(folder, platform, stat.st_mtime_ns, stat.st_size)
+
+
+@cache
+def _read_project(folder: Path, platform: bool, mtime_ns: int, size: int) -> DbtProject:
     spec_file = folder / "dbt_project.yml"
     try:
         config = yaml.safe_load(spec_file.read_text()) or {}

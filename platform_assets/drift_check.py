@@ -18,6 +18,7 @@ from typing import Any
 import dagster as dg
 
 from platform_assets.catalog import Catalog
+from platform_assets.handlers import get_handler
 from platform_assets.handlers.model import HOLDOUT
 from platform_assets.model_token import sample_token
 from platform_assets.records import env_key, latest
@@ -33,7 +34,7 @@ SAMPLE_TIMEOUT_S = 30.0
 
 def drift_checks(catalog: Catalog, settings: PlatformSettings) -> dg.AssetChecksDefinition | None:
     """The `drift` check on every environment asset of every model (None without models)."""
-    models = {d.name: d for d in catalog if d.kind == "model"}
+    models = {d.name: d for d in catalog if get_handler(d.kind).watches_drift}
     if not models:
         return None
     specs = [dg.AssetCheckSpec(DRIFT_CHECK, asset=env_key(name, env), blocking=False,

@@ -24,6 +24,7 @@ import dagster as dg
 
 from platform_assets.catalog import Catalog
 from platform_assets.delivery_metrics import format_duration
+from platform_assets.handlers import get_handler
 from platform_assets.records import LAST_UPDATED, build_key, env_key, latest
 from platform_assets.settings import PlatformSettings
 from platform_assets.specs import Deliverable
@@ -39,13 +40,14 @@ def freshness_checks(catalog: Catalog, settings: PlatformSettings) -> list[dg.As
     last = settings.last_environment
     by_age: dict[float, list[dg.AssetKey]] = defaultdict(list)
     for deliverable in catalog:
-        if deliverable.kind == "dataset" and deliverable.spec.gates.freshness:  # `freshness: null`: none
-            by_age[deliverable.spec.gates.freshness.max_age_hours].append(env_key(deliverable.name, last))
+        hours = get_handler(deliverable.kind).data_max_age_hours(deliverable.spec)
+        if hours is not None:
+            by_age[hours].append(env_key(deliverable.name, last))
     with warnings.catch_warnings():  # superseded by FreshnessPolicy, which reads only the materialization's
         warnings.simplefilter("ignore")  # time: a `kept` record or a reused old version would look fresh
         checks = [check for hours, keys in sorted(by_age.items()) for check in
                   dg.build_last_update_freshness_checks(assets=keys, lower_bound_delta=timedelta(hours=hours))]
-    notebooks = [d for d in catalog if d.kind == "notebook" and d.spec.schedule]
+    notebooks = [d for d in catalog if get_handler(d.kind).publishes_on_schedule(d.spec)]
     if notebooks:
         checks.append(report_schedule_check(notebooks, last))
     return checks

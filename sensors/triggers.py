@@ -20,13 +20,12 @@ import dagster as dg
 from platform_assets.catalog import Catalog
 from platform_assets.drift_check import DRIFT_CHECK
 from platform_assets.fingerprint import source_digest, source_files
+from platform_assets.handlers import get_handler
 from platform_assets.records import TRIGGER_TAG, build_key, env_key, evaluate_key, latest_records
 from platform_assets.settings import PlatformSettings
 from platform_assets.specs import Deliverable
 from resources.mlflow_registry import MlflowRegistry
 from sensors.catalog_sensor import catalog_sensor
-
-SOURCE_KINDS = frozenset({"service", "notebook", "model"})  # kinds whose version follows their folder
 
 
 def delivery_request(deliverable: str, run_key: str, trigger: str, tags: dict[str, str] | None = None) -> dg.RunRequest:
@@ -55,7 +54,7 @@ def source_tick(catalog: Catalog, settings: PlatformSettings,
     seen: dict[str, list[str]] = json.loads(cursor_text) if cursor_text else {}
     requests, now = [], {}
     for deliverable in catalog:
-        if deliverable.kind not in SOURCE_KINDS:
+        if not get_handler(deliverable.kind).follows_sources:
             continue
         signature = stat_signature(deliverable)
         before = seen.get(deliverable.name)
@@ -151,11 +150,11 @@ def trigger_sensors(catalog: Catalog, settings: PlatformSettings) -> list[dg.Sen
     def delivered(names: list[str]) -> dg.AssetSelection:
         return dg.AssetSelection.assets(*(k for n in names for k in (build_key(n), evaluate_key(n))))
 
-    sources = [d.name for d in catalog if d.kind in SOURCE_KINDS]
+    sources = [d.name for d in catalog if get_handler(d.kind).follows_sources]
     downstream = [d.name for d in catalog if d.spec.depends_on]
     scheduled = [d.name for d in catalog if d.spec.schedule]
-    models = [d.name for d in catalog if d.kind == "model"]
-    retrained = [name for name in models if catalog.deliverables[name].spec.model.on_drift == "retrain"]
+    adopting = adopting_deliverables(catalog)
+    retrained = [d.name for d in catalog if get_handler(d.kind).retrains_on_drift(d.spec)]
     sensors = []
     if sources:
         sensors.append(catalog_sensor(
@@ -170,14 +169,19 @@ def trigger_sensors(catalog: Catalog, settings: PlatformSettings) -> list[dg.Sen
         sensors.append(catalog_sensor(
             "platform_schedules", "Rebuilds deliverables on the cron `schedule:` of their spec (UTC).",
             60, delivered(scheduled), lambda context: schedule_tick(catalog, context.cursor)))
-    if models:
-        sensors.append(registration_sensor(catalog, settings, interval, delivered(models)))
+    if adopting:
+        sensors.append(registration_sensor(catalog, settings, interval, delivered(adopting)))
     if retrained:
         sensors.append(catalog_sensor(
             "platform_drift_retrain", "Rebuilds models (on_drift: retrain) whose served inputs drifted.",
             interval, delivered(retrained),
             lambda context: drift_tick(context.instance, retrained, settings, context.cursor)))
     return sensors
+
+
+def adopting_deliverables(catalog: Catalog) -> list[str]:
+    """Deliverables whose kind also delivers versions registered outside the platform."""
+    return [d.name for d in catalog if get_handler(d.kind).adopts]
 
 
 def registration_sensor(catalog: Catalog, settings: PlatformSettings, interval_s: int,
@@ -198,13 +202,11 @@ def registration_tick(registry: MlflowRegistry, catalog: Catalog, settings: Plat
                       cursor_text: str | None) -> tuple[list[dg.RunRequest], str]:
     """Model versions registered in MLflow outside the platform (no platform run behind them) are
     adopted: evaluated against the champion and, if their gates pass, promoted to the first env."""
-    from platform_assets.handlers.model import ADOPT_TAG
-
-    models = [d.name for d in catalog if d.kind == "model"]
     seen: dict[str, int] = json.loads(cursor_text) if cursor_text is not None else {}
     client = registry.client()
     now, requests = dict(seen), []
-    for name in models:
+    for name in adopting_deliverables(catalog):
+        handler = get_handler(catalog.deliverables[name].kind)
         versions = client.search_model_versions(f"name = '{name}'")
         newest = max((int(v.version) for v in versions), default=0)
         now[name] = max(newest, seen.get(name, 0))
@@ -215,7 +217,7 @@ def registration_tick(registry: MlflowRegistry, catalog: Catalog, settings: Plat
             if _built_by_platform(client, version):
                 continue
             requests.append(delivery_request(name, f"registered:{name}:{version.version}", "model-registered",
-                                             {ADOPT_TAG: str(version.version)}))
+                                             handler.adoption_tags(str(version.version))))
     return requests, json.dumps(now, sort_keys=True)
 
 

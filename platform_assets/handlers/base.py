@@ -88,6 +88,25 @@ class KindHandler(ABC):
     pool: ClassVar[str | None] = None
     # Whether its deploys keep running (a process, a Deployment) that the runtime sensor watches.
     serves: ClassVar[bool] = False
+    # Whether its version follows the files of its folder (the source sensor redelivers on a change).
+    follows_sources: ClassVar[bool] = False
+    # Whether versions made outside the platform (registered in MLflow) are delivered too: the
+    # registrations sensor and `deliver adopt` build them with `adoption_tags`.
+    adopts: ClassVar[bool] = False
+    # Whether what it serves is compared with its training data (the `drift` check per environment).
+    watches_drift: ClassVar[bool] = False
+
+    def retrains_on_drift(self, spec: Any) -> bool:
+        """Whether a failed `drift` check rebuilds it (the drift sensor)."""
+        return False
+
+    def data_max_age_hours(self, spec: Any) -> float | None:
+        """How old the data its last environment serves may get (a freshness check), if the spec says."""
+        return None
+
+    def publishes_on_schedule(self, spec: Any) -> bool:
+        """Whether its last environment must be republished on its `schedule` (the report_schedule check)."""
+        return False
 
     def step_pool(self, settings: PlatformSettings) -> str | None:
         """The concurrency pool of this kind's steps under `settings` (default: `pool`)."""

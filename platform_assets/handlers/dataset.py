@@ -114,6 +114,9 @@ class DatasetHandler(KindHandler):
     resources = frozenset({"warehouse"})
     pool = "duckdb"
 
+    def data_max_age_hours(self, spec: Any) -> float | None:
+        return spec.gates.freshness.max_age_hours if spec.gates.freshness else None  # `freshness: null`: none
+
     def step_pool(self, settings: PlatformSettings) -> str | None:
         """The `duckdb` pool only spares waits on the warehouse's own lock; PostgreSQL runs steps in parallel."""
         return self.pool if settings.warehouse.type == "duckdb" else None

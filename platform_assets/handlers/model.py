@@ -129,6 +129,12 @@ class ModelHandler(KindHandler):
     gates = ("metrics", "champion", "signature")
     resources = frozenset({"mlflow", "warehouse", "sandbox"})
     serves = True
+    follows_sources = True
+    adopts = True
+    watches_drift = True
+
+    def retrains_on_drift(self, spec: Any) -> bool:
+        return spec.model.on_drift == "retrain"
 
     def spec_paths(self, spec: Any) -> dict[str, str]:
         return {"model.trainer": spec.model.trainer.partition(":")[0]}
@@ -143,7 +149,7 @@ class ModelHandler(KindHandler):
         return ctx.artifacts.exists(ctx.name, record["version"], HOLDOUT)
 
     def adoption_tags(self, version: str) -> dict[str, str] | None:
-        return {ADOPT_TAG: version}
+        return {ADOPT_TAG: version}  # build adopts this registered version instead of training
 
     def build_failed(self, ctx: StageContext, version: str | None, reason: str) -> str | None:
         """A hand-in that could not be adopted (refused, or its inputs missing) says so on its

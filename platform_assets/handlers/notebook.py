@@ -83,6 +83,10 @@ class NotebookHandler(KindHandler):
     gates = ("executes", "outputs", "runtime_max")
     resources = frozenset({"warehouse", "report_store", "sandbox"})
     pool = "duckdb"  # the inputs are exported from the DuckDB file, which a dbt build may be writing
+    follows_sources = True
+
+    def publishes_on_schedule(self, spec: Any) -> bool:
+        return bool(spec.schedule)
 
     def step_pool(self, settings: PlatformSettings) -> str | None:
         """The `duckdb` pool only spares waits on the warehouse's own lock; PostgreSQL runs steps in parallel."""

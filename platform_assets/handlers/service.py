@@ -94,6 +94,7 @@ class ServiceHandler(KindHandler):
     gates = ("tests", "api_compatibility")
     resources = frozenset({"sandbox"})
     serves = True
+    follows_sources = True
 
     def spec_paths(self, spec: Any) -> dict[str, str]:
         """The source folder, and the Python path and tests inside it."""
