@@ -24,7 +24,8 @@ Asset checks defined on their own (`@multi_asset_check`) become the same decorat
 name, check specs, subsetting and resource keys; schedules may target literal check keys.
 
 Executor: Dagster's own executor definitions (`dg.multiprocess_executor`, ...) are passed to the
-bare `dg.Definitions` by name; a configured or custom executor is refused.
+bare `dg.Definitions` by name, `.configured({...}, name=...)` with the same plain config when ours
+is (the forkserver start method); a custom executor is refused.
 """
 
 import keyword
@@ -312,7 +313,13 @@ def _checks_function(checks: dict[str, Any], index: int) -> str:
     )
 
 
-def _definitions(function_names: list[str], resources: dict[str, Any], executor: dict[str, str] | None,
+def _executor(executor: dict[str, Any]) -> str:
+    """`dg.<builtin>`, or `dg.<builtin>.configured({...}, name=...)` as our definitions write it."""
+    name = executor["builtin"]
+    return f"dg.{name}" if "config" not in executor else f"dg.{name}.configured({executor['config']!r}, name={name!r})"
+
+
+def _definitions(function_names: list[str], resources: dict[str, Any], executor: dict[str, Any] | None,
                  sensors: list[str], jobs: list[str], schedules: list[str], asset_checks: list[str]) -> str:
     assets = "".join(f"        {name},\n" for name in function_names)
     resource_lines = "".join(
@@ -325,7 +332,7 @@ def _definitions(function_names: list[str], resources: dict[str, Any], executor:
         "\ndefs = dg.Definitions(\n"
         f"    assets=[\n{assets}    ],\n"
         f"    resources={{\n{resource_lines}    }},\n"
-        + (f"    executor=dg.{executor['builtin']},\n" if executor else "")
+        + (f"    executor={_executor(executor)},\n" if executor else "")
         + (f"    sensors=[{', '.join(sensors)}],\n" if sensors else "")
         + (f"    jobs=[{', '.join(jobs)}],\n" if jobs else "")
         + (f"    schedules=[{', '.join(schedules)}],\n" if schedules else "")

@@ -54,8 +54,8 @@ _TABLE_RECORD_FIELDS: dict[type, tuple[str, ...]] = {
 }
 # Resource field annotations and defaults the bare module can write with only `import dagster as dg`.
 _LITERAL_TYPES = (str, int, float, bool, type(None))
-# Executor definitions the bare module can name as `dg.<name>`; a configured or custom executor is
-# described as unsupported (the generator refuses it).
+# Executor definitions the bare module can name as `dg.<name>` (configured with a plain dict too); a
+# custom executor is described as unsupported (the generator refuses it).
 _BUILTIN_EXECUTORS = ("in_process_executor", "multiprocess_executor", "multi_or_in_process_executor")
 KIND_TAG_PREFIX = "dagster/kind/"
 # The class of `dg.EnvVar.int(...)` (an int subclass), which Dagster does not export.
@@ -138,13 +138,18 @@ def _describe_sensor(sensor: dg.SensorDefinition) -> dict[str, Any]:
             "description": sensor.description}
 
 
-def _describe_executor(executor: Any) -> dict[str, str] | None:
-    """None (Dagster's default), one of Dagster's own executor definitions by name, or what it is."""
+def _describe_executor(executor: Any) -> dict[str, Any] | None:
+    """None (Dagster's default), one of Dagster's own executor definitions by name (with the config
+    of `.configured({...}, name=...)`, read from Dagster's private configured schema), or what it is."""
     if executor is None:
         return None
+    schema = executor.config_schema
+    parent = getattr(schema, "parent_def", None)
     for name in _BUILTIN_EXECUTORS:
         if executor is getattr(dg, name):
             return {"builtin": name}
+        if parent is getattr(dg, name) and executor.name == name:
+            return {"builtin": name, "config": schema._config_fn({})}
     return {"unsupported": f"{type(executor).__name__} {getattr(executor, 'name', None)!r}"}
 
 

@@ -25,7 +25,14 @@ def executor(settings: PlatformSettings) -> dg.ExecutorDefinition:
         from platform_assets.k8s_executor import kubernetes_executor
 
         return kubernetes_executor(settings)
-    return dg.multiprocess_executor
+    if settings.execution.local_start_method == "spawn":
+        return dg.multiprocess_executor
+    # Steps fork from a server that imported this module (Dagster, the catalog, the asset graph) once
+    # per run, instead of paying that load per step; heavy libraries are imported where used, so the
+    # preload stays small. Each step is still a process of its own.
+    return dg.multiprocess_executor.configured(
+        {"start_method": {"forkserver": {"preload_modules": ["platform_assets.definitions"]}}},
+        name="multiprocess_executor")
 
 
 def build_definitions(settings: PlatformSettings | None = None) -> dg.Definitions:

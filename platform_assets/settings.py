@@ -340,6 +340,9 @@ class IdentityConfig(_Strict):
 class Execution(_Strict):
     mode: ExecutionMode = "local"
     kubernetes: KubernetesExecution = KubernetesExecution()
+    # `local` mode: each step a child of a forkserver that imported the code location once per run
+    # (`forkserver`), or a fresh interpreter that imports Dagster and loads it again (`spawn`).
+    local_start_method: Literal["forkserver", "spawn"] = "forkserver"
 
 
 class PlatformSettings(_Strict):

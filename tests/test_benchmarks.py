@@ -2,7 +2,7 @@
 module generated to define exactly the same thing. This checks that generation still succeeds and
 matches on the demo catalog (sensors included), so a new kind of definition cannot break the
 benchmark unnoticed, and that the runtime sensor benchmark still runs (at a small size); the
-timings themselves are `make bench`'s, never a test's."""
+timings themselves are `make bench`'s, never a test's. The lead-time benchmark delivers once."""
 
 from __future__ import annotations
 
@@ -33,3 +33,16 @@ def test_the_runtime_benchmark_runs_at_small_size(tmp_path: Path) -> None:
     assert completed.returncode == 0, completed.stderr[-3000:]
     cases = {r["case"]: r["evaluations_first_tick"] for r in json.loads(report.read_text())}
     assert cases == {"local": 3, "kubernetes": 5}
+
+
+def test_the_lead_time_benchmark_delivers_with_forked_steps(tmp_path: Path) -> None:
+    """One delivery of the demo service by `dagster asset materialize`, steps forked from the
+    preloaded forkserver: it must reach prod and the event log must give every figure."""
+    report = tmp_path / "lead-time.json"
+    completed = subprocess.run([sys.executable, "benchmarks/bench_lead_time.py", "--repeat", "1", "--methods",
+                                "forkserver", "--json", str(report)], cwd=PROJECT_ROOT, capture_output=True,
+                               text=True, timeout=600)
+    assert completed.returncode == 0, (completed.stdout + completed.stderr)[-3000:]
+    [run] = json.loads(report.read_text())["runs"]["forkserver"]
+    assert 0 < run["startup"] < run["work"] < run["run"] < run["wall"], run
+    assert "RATIO forkserver" in completed.stdout
