@@ -316,7 +316,9 @@ def _checks_function(checks: dict[str, Any], index: int) -> str:
 def _executor(executor: dict[str, Any]) -> str:
     """`dg.<builtin>`, or `dg.<builtin>.configured({...}, name=...)` as our definitions write it."""
     name = executor["builtin"]
-    return f"dg.{name}" if "config" not in executor else f"dg.{name}.configured({executor['config']!r}, name={name!r})"
+    if "config" not in executor:
+        return f"dg.{name}"
+    return f"dg.{name}.configured({executor['config']!r}, name=dg.{name}.name)"
 
 
 def _definitions(function_names: list[str], resources: dict[str, Any], executor: dict[str, Any] | None,

@@ -148,7 +148,7 @@ def _describe_executor(executor: Any) -> dict[str, Any] | None:
     for name in _BUILTIN_EXECUTORS:
         if executor is getattr(dg, name):
             return {"builtin": name}
-        if parent is getattr(dg, name) and executor.name == name:
+        if parent is getattr(dg, name) and executor.name == parent.name:
             return {"builtin": name, "config": schema._config_fn({})}
     return {"unsupported": f"{type(executor).__name__} {getattr(executor, 'name', None)!r}"}
 

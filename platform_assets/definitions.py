@@ -32,7 +32,7 @@ def executor(settings: PlatformSettings) -> dg.ExecutorDefinition:
     # preload stays small. Each step is still a process of its own.
     return dg.multiprocess_executor.configured(
         {"start_method": {"forkserver": {"preload_modules": ["platform_assets.definitions"]}}},
-        name="multiprocess_executor")
+        name=dg.multiprocess_executor.name)
 
 
 def build_definitions(settings: PlatformSettings | None = None) -> dg.Definitions:
