@@ -112,10 +112,10 @@ def load_project(folder: Path, platform: bool = False) -> DbtProject:
     spec_file = folder / "dbt_project.yml"
     try:
         stat = spec_file.stat()
-    except FileNotFoundError:
+        return _read_project(folder, platform, stat.st_mtime_ns, stat.st_size)
+    except FileNotFoundError:  # also when it goes between the stat and the read
         raise ProjectError(f"{spec_file}: no dbt project there (dbt_project.yml is missing); "
                            "point dataset.project at the folder that holds dbt_project.yml") from None
-    return _read_project(folder, platform, stat.st_mtime_ns, stat.st_size)
 
 
 @cache
@@ -123,9 +123,6 @@ def _read_project(folder: Path, platform: bool, mtime_ns: int, size: int) -> Dbt
     spec_file = folder / "dbt_project.yml"
     try:
         config = yaml.safe_load(spec_file.read_text()) or {}
-    except FileNotFoundError:
-        raise ProjectError(f"{spec_file}: no dbt project there (dbt_project.yml is missing); "
-                           "point dataset.project at the folder that holds dbt_project.yml") from None
     except yaml.YAMLError as exc:
         raise ProjectError(f"{spec_file}: not valid YAML: {exc}") from None
     name, profile = config.get("name"), config.get("profile") or config.get("name")

@@ -48,8 +48,9 @@ def _register(path: str) -> str | None:
         return f"'{path}' is not an import path; write package.module:HandlerClass"
     try:
         handler_class = getattr(importlib.import_module(module_name), attribute)
-    except (ImportError, AttributeError) as exc:
-        return f"cannot import '{path}' ({exc}); install the package that holds it in the platform's environment"
+    except Exception as exc:  # whatever a plugin's import raises is one catalog error, not a failed load
+        return (f"cannot import '{path}' ({type(exc).__name__}: {exc}); install the package that holds it in "
+                "the platform's environment, or fix the module")
     if not (isinstance(handler_class, type) and issubclass(handler_class, KindHandler)):
         return f"'{path}' is not a KindHandler subclass (platform_assets/handlers/base.py)"
     registered = HANDLERS.get(handler_class.kind)
