@@ -38,7 +38,7 @@ def main(argv: list[str]) -> int:
         from platform_assets.catalog import load_catalog
         from platform_assets.records import env_key
         from platform_assets.settings import load_settings
-        from sensors.promotion import promotion_sensor
+        from sensors.promotion import promotion_sensors
 
         settings = load_settings()
         root = write_catalog(Path(tmp) / "catalog", args.size)
@@ -51,7 +51,7 @@ def main(argv: list[str]) -> int:
                 instance.report_runless_asset_event(dg.AssetMaterialization(
                     asset_key=env_key(deliverable.name, first_env),
                     metadata={"version": "v1", "environment": first_env, "healthy": True}))
-            sensor = promotion_sensor(catalog, settings)
+            sensor = promotion_sensors(catalog, settings)[0]
             first, steady, requested = [], [], 0
             for _ in range(args.repeat):
                 start = time.perf_counter()

@@ -13,7 +13,7 @@ from platform_assets.metrics_asset import delivery_metrics_asset, delivery_metri
 from platform_assets.model_safety import forbid_unchecked_loads
 from platform_assets.resources_config import platform_resources
 from platform_assets.settings import PlatformSettings, catalog_dir, load_settings
-from sensors.promotion import promotion_sensor
+from sensors.promotion import promotion_sensors
 from sensors.runtime import runtime_sensor
 from sensors.triggers import trigger_sensors
 
@@ -40,7 +40,7 @@ def build_definitions(settings: PlatformSettings | None = None) -> dg.Definition
     catalog = load_catalog(catalog_dir(settings), settings)
     sensors = trigger_sensors(catalog, settings)
     if len(catalog):  # it also deploys evaluated versions into the first environment
-        sensors.append(promotion_sensor(catalog, settings))
+        sensors += promotion_sensors(catalog, settings)
     live = live_checks(catalog, settings)
     if live is not None:
         sensors.append(runtime_sensor(catalog, settings))

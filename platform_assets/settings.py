@@ -291,6 +291,10 @@ class AutomationConfig(_Strict):
     """How often the platform's sensors look for work (the daemon runs them)."""
 
     sensor_interval_s: int = Field(default=30, ge=1, le=3600)
+    # The source sensor compares names, sizes and mtimes only (a file is read when they change), so
+    # it can look far more often than the others. The daemon evaluates sensors every 5 s at most:
+    # the default 1 means at each of its passes.
+    source_interval_s: int = Field(default=1, ge=1, le=3600)
 
 
 class RuntimeConfig(_Strict):

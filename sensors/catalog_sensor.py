@@ -5,13 +5,14 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 import dagster as dg
+from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
 
 Tick = Callable[[dg.SensorEvaluationContext], tuple[Sequence[dg.RunRequest], str]]
 Watch = Callable[[dg.SensorEvaluationContext], tuple[Sequence[dg.AssetCheckEvaluation], str]]
 
 
-def catalog_sensor(name: str, description: str, interval_s: int, target: dg.AssetSelection,
-                   tick: Tick) -> dg.SensorDefinition:
+def catalog_sensor(name: str, description: str, interval_s: int,
+                   target: dg.AssetSelection | UnresolvedAssetJobDefinition, tick: Tick) -> dg.SensorDefinition:
     """A sensor, on by default, whose `tick` returns its run requests and next cursor."""
 
     def evaluate(context: dg.SensorEvaluationContext) -> dg.SensorResult:
@@ -32,7 +33,8 @@ def catalog_watch(name: str, description: str, interval_s: int, watch: Watch) ->
     return _on_by_default(name, description, interval_s, None, evaluate)
 
 
-def _on_by_default(name: str, description: str, interval_s: int, target: dg.AssetSelection | None,
+def _on_by_default(name: str, description: str, interval_s: int,
+                   target: dg.AssetSelection | UnresolvedAssetJobDefinition | None,
                    evaluate: Callable[[dg.SensorEvaluationContext], dg.SensorResult]) -> dg.SensorDefinition:
     @dg.sensor(name=name, minimum_interval_seconds=interval_s, target=target, description=description,
                default_status=dg.DefaultSensorStatus.RUNNING)

@@ -10,16 +10,24 @@ that environment by one of its `approvers` whose proof verifies (platform_assets
 The run key is `promote:<name>:<version>:<env>`, so the daemon never launches the same promotion
 twice (a repeated tick, a restart mid-tick), and the cursor remembers what was requested, so a tick
 over unchanged state requests nothing.
+
+A second sensor, on run status, removes the wait between environments: as soon as a run of this
+code location succeeds it requests the `auto` promotions now due for the deliverables that run
+delivered (its evaluation into the first environment, its deploy into the next), with the same
+plan and run keys. A promotion whose run key any run already carries is not requested again
+(Dagster dedupes run keys per sensor only), so the two sensors never both launch one.
 """
 
 from __future__ import annotations
 
 import json
 import warnings
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from itertools import pairwise
 
 import dagster as dg
+from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
 
 from platform_assets.catalog import Catalog
 from platform_assets.handlers.base import Deployed
@@ -27,6 +35,7 @@ from platform_assets.identity.approvals import APPROVAL_EVENT, check_approval
 from platform_assets.identity.requester import registry
 from platform_assets.records import TRIGGER_TAG, deploy_check_keys, env_key, evaluate_key, latest_records, observed
 from platform_assets.settings import PlatformSettings
+from platform_assets.specs import Deliverable
 from sensors.catalog_sensor import catalog_sensor
 
 
@@ -100,7 +109,8 @@ def read_new_approvals(instance: dg.DagsterInstance, catalog: Catalog, settings:
             cursor.approvals.add((name, env, str(metadata["version"])))
 
 
-def plan_promotions(catalog: Catalog, settings: PlatformSettings, records: dict[dg.AssetKey, Deployed | None],
+def plan_promotions(catalog: Iterable[Deliverable], settings: PlatformSettings,
+                    records: dict[dg.AssetKey, Deployed | None],
                     approvals: set[tuple[str, str, str]]) -> list[Promotion]:
     """What may move now: its gates passed (into the first environment) or healthy in the previous
     environment, not yet in the next, policy satisfied."""
@@ -139,28 +149,84 @@ def assets_in_flight(instance: dg.DagsterInstance) -> set[dg.AssetKey]:
     return {key for run in runs for key in (run.asset_selection or ())}
 
 
+def never_requested(instance: dg.DagsterInstance, promotions: list[Promotion]) -> list[Promotion]:
+    """Those no run carries the run key of yet, by either promotion sensor (one query each)."""
+    return [p for p in promotions
+            if not instance.get_run_ids(dg.RunsFilter(tags={"dagster/run_key": p.run_key}), limit=1)]
+
+
+def planned_now(instance: dg.DagsterInstance, deliverables: list[Deliverable], settings: PlatformSettings,
+                approvals: set[tuple[str, str, str]]) -> list[Promotion]:
+    """What may move now among `deliverables` (one batched read), leaving environments that a
+    queued or running run is about to deploy to it."""
+    keys = [key for d in deliverables for key in (evaluate_key(d.name), *(env_key(d.name, env)
+                                                                           for env in settings.environment_names))]
+    records = latest_records(instance, keys)
+    busy = assets_in_flight(instance)
+    return [p for p in plan_promotions(deliverables, settings, records, approvals)
+            if env_key(p.deliverable, p.environment) not in busy]
+
+
 def promotion_tick(instance: dg.DagsterInstance, catalog: Catalog, settings: PlatformSettings,
                    cursor_text: str | None) -> tuple[list[Promotion], str]:
     """One tick as plain logic: the promotions to request and the next cursor."""
     cursor = PromotionCursor.parse(cursor_text)
     read_new_approvals(instance, catalog, settings, cursor)
-    keys = [key for d in catalog for key in (evaluate_key(d.name), *(env_key(d.name, env)
-                                                                      for env in settings.environment_names))]
-    records = latest_records(instance, keys)
-    busy = assets_in_flight(instance)
-    planned = [p for p in plan_promotions(catalog, settings, records, cursor.approvals)
-               if env_key(p.deliverable, p.environment) not in busy]
-    new = [p for p in planned if p.run_key not in cursor.requested]
+    planned = planned_now(instance, list(catalog), settings, cursor.approvals)
+    new = never_requested(instance, [p for p in planned if p.run_key not in cursor.requested])
     cursor.requested = {p.run_key for p in planned}  # what is still pending; done ones drop out
     return new, cursor.dump()
 
 
-def promotion_sensor(catalog: Catalog, settings: PlatformSettings) -> dg.SensorDefinition:
+def promotions_after(instance: dg.DagsterInstance, catalog: Catalog, settings: PlatformSettings,
+                     run: dg.DagsterRun) -> list[Promotion]:
+    """The `auto` promotions due now for the deliverables a successful run delivered (the assets
+    it materialized name them, one query); `manual` ones wait for the promotion sensor, which
+    reads the approvals."""
+    records = instance.get_records_for_run(run.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION).records
+    names = sorted({key.path[0] for key in (r.asset_key for r in records)
+                    if key is not None and key.path[0] in catalog.deliverables})
+    if not names:
+        return []
+    return never_requested(instance, planned_now(instance, [catalog.deliverables[n] for n in names], settings,
+                                                 set()))
+
+
+def promotion_sensors(catalog: Catalog, settings: PlatformSettings) -> list[dg.SensorDefinition]:
+    """The promotion sensor and the run-status sensor, both launching runs of one job.
+
+    `platform_promote` holds every environment asset (its checks included), of which each request
+    selects one environment: one step, which on one machine runs in the run's own process (already
+    a fresh one per run) instead of a step process forked for it. On Kubernetes the location's
+    executor stays (the k8s executor needs its run launcher)."""
     keys = [env_key(d.name, env) for d in catalog for env in settings.environment_names]
-    return catalog_sensor(
+    promote = dg.define_asset_job(
+        "platform_promote", selection=dg.AssetSelection.assets(*keys),
+        executor_def=None if settings.execution_mode == "kubernetes" else dg.in_process_executor,
+        description="Deploys a version into one environment (promotions).")
+    tick = catalog_sensor(
         "platform_promotion", "Moves healthy versions to the next environment by each spec's promotion policy.",
-        settings.automation.sensor_interval_s, dg.AssetSelection.assets(*keys),
+        settings.automation.sensor_interval_s, promote,
         lambda context: _requests(promotion_tick(context.instance, catalog, settings, context.cursor)))
+    return [tick, promotion_on_success_sensor(catalog, settings, promote)]
+
+
+def promotion_on_success_sensor(catalog: Catalog, settings: PlatformSettings,
+                                promote: UnresolvedAssetJobDefinition) -> dg.SensorDefinition:
+    """Requests the next environment when a run succeeds, instead of at the next promotion tick.
+    The daemon evaluates sensors every 5 s at most, hence the interval."""
+
+    @dg.run_status_sensor(name="platform_promotion_on_success", run_status=dg.DagsterRunStatus.SUCCESS,
+                          request_job=promote, minimum_interval_seconds=1,
+                          default_status=dg.DefaultSensorStatus.RUNNING,
+                          description="Promotes a deliverable to its next environment (auto policy) as soon as the "
+                                      "run that evaluated or deployed it succeeds.")
+    def _sensor(context: dg.RunStatusSensorContext) -> list[dg.RunRequest] | None:
+        promotions = promotions_after(context.instance, catalog, settings, context.dagster_run)
+        # None lets the sensor go on to the next finished run in the same tick.
+        return [p.run_request() for p in promotions] or None
+
+    return _sensor
 
 
 def _requests(tick: tuple[list[Promotion], str]) -> tuple[list[dg.RunRequest], str]:

@@ -159,7 +159,8 @@ def trigger_sensors(catalog: Catalog, settings: PlatformSettings) -> list[dg.Sen
     if sources:
         sensors.append(catalog_sensor(
             "platform_source_changes", "Delivers services, notebooks and models whose source changed.",
-            interval, delivered(sources), lambda context: source_tick(catalog, settings, context.cursor)))
+            settings.automation.source_interval_s, delivered(sources),
+            lambda context: source_tick(catalog, settings, context.cursor)))
     if downstream:
         sensors.append(catalog_sensor(
             "platform_upstream_published", "Redelivers what depends on a deliverable when it publishes a new version.",

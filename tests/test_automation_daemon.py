@@ -98,11 +98,12 @@ def test_a_source_change_reaches_prod_by_policy_without_a_manual_step(two_servic
              lambda: latest_version(instance, f"{EU}/prod") == new[EU], daemon)
 
     runs = instance.get_runs(dg.RunsFilter(tags={"dagster/sensor_name": "platform_source_changes"}))
-    promotions = instance.get_runs(dg.RunsFilter(tags={"dagster/sensor_name": "platform_promotion"}))
+    promotions = [run for sensor in ("platform_promotion", "platform_promotion_on_success")
+                  for run in instance.get_runs(dg.RunsFilter(tags={"dagster/sensor_name": sensor}))]
     assert sorted(r.tags["platform/deliverable"] for r in runs) == [SERVICE, EU], "one delivery per change"
     assert sorted(r.tags["dagster/run_key"] for r in promotions) == sorted(
         f"promote:{name}:{new[name]}:{env}" for name in (SERVICE, EU) for env in ("staging", "prod")), \
-        "each promotion once, the first environment's too"
+        "each promotion once (by either promotion sensor), the first environment's too"
     trail = json.loads(cli("history", EU, "--json").stdout)
     events = [(e["asset"], e["event"], e["version"], e["detail"]) for e in trail]
     assert events[:2] == [(f"{EU}/prod", "deploy", new[EU], "healthy (promotion)"),

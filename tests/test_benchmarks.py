@@ -11,6 +11,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from platform_assets.settings import PROJECT_ROOT
 
 sys.path.insert(0, str(PROJECT_ROOT / "benchmarks"))
@@ -46,3 +48,21 @@ def test_the_lead_time_benchmark_delivers_with_forked_steps(tmp_path: Path) -> N
     [run] = json.loads(report.read_text())["runs"]["forkserver"]
     assert 0 < run["startup"] < run["work"] < run["run"] < run["wall"], run
     assert "RATIO forkserver" in completed.stdout
+
+
+@pytest.mark.daemon
+def test_the_daemon_lead_time_benchmark_reaches_prod_without_promotion_ticks(tmp_path: Path) -> None:
+    """One source change under the real daemon: three runs (build and evaluate, staging, prod), the
+    second and third requested by the run-status sensor when the previous succeeded. The promotion
+    sensor ticks once an hour here, so it cannot be the one that promoted."""
+    report = tmp_path / "daemon-lead-time.json"
+    completed = subprocess.run([sys.executable, "benchmarks/bench_daemon_lead_time.py", "--changes", "1",
+                                "--sensor-interval-s", "3600", "--json", str(report)], cwd=PROJECT_ROOT,
+                               capture_output=True, text=True, timeout=900)
+    assert completed.returncode == 0, (completed.stdout + completed.stderr)[-3000:]
+    measured = json.loads(report.read_text())
+    [change], [launched_by] = measured["changes"], measured["launched_by"]
+    assert launched_by == ["platform_source_changes", "platform_promotion_on_success",
+                           "platform_promotion_on_success"], launched_by
+    assert change["runs"] == 3 and 0 < change["work"] < change["lead"], change
+    assert "LEAD " in completed.stdout

@@ -26,7 +26,7 @@ from platform_assets.identity.requests import SignedRequest
 from platform_assets.identity.signatures import sign
 from platform_assets.records import env_key, evaluate_key
 from platform_assets.settings import PlatformSettings, load_settings
-from sensors.promotion import promotion_sensor, promotion_tick
+from sensors.promotion import promotion_sensors, promotion_tick
 from tests.conftest import Identities, copy_deliverable, record_from_a_run
 from tests.conftest import record_deploy as deployed
 
@@ -58,7 +58,7 @@ def instance() -> Iterator[dg.DagsterInstance]:
 
 def tick(instance: dg.DagsterInstance, catalog: Catalog, settings: PlatformSettings,
          cursor: str | None) -> tuple[list[dg.RunRequest], str | None]:
-    sensor = promotion_sensor(catalog, settings)
+    sensor = promotion_sensors(catalog, settings)[0]
     result = sensor(dg.build_sensor_context(instance=instance, cursor=cursor))
     return list(result.run_requests or []), result.cursor
 
@@ -115,6 +115,65 @@ def test_only_healthy_versions_not_yet_there_move(instance, catalog, settings) -
     deployed(instance, MODEL, "staging", "6")
     deployed(instance, MODEL, "prod", "6")
     assert tick(instance, catalog, settings, None)[0] == [], "prod already runs it"
+
+
+def after_success(instance: dg.DagsterInstance, catalog: Catalog, settings: PlatformSettings) -> list[dg.RunRequest]:
+    """The run-status sensor evaluated for the newest run, as the daemon does once it succeeded."""
+    sensor = promotion_sensors(catalog, settings)[1]
+    [run] = instance.get_runs(limit=1)
+    [success] = [e for e in instance.all_logs(run.run_id) if e.dagster_event_type == dg.DagsterEventType.RUN_SUCCESS]
+    context = dg.build_run_status_sensor_context(sensor_name=sensor.name, dagster_instance=instance, dagster_run=run,
+                                                 dagster_event=success.dagster_event)
+    return list(sensor(context) or [])
+
+
+def test_a_successful_run_promotes_its_deliverable_at_once(instance, catalog, settings) -> None:
+    """No promotion tick in between: the evaluation's run requests staging, staging's run prod."""
+    record_from_a_run(instance, evaluate_key(MODEL), {"version": "3", "gates_passed": True})
+    into_staging = after_success(instance, catalog, settings)
+    deployed(instance, MODEL, "staging", "3")
+    into_prod = after_success(instance, catalog, settings)
+    deployed(instance, MODEL, "prod", "3")
+    done = after_success(instance, catalog, settings)
+
+    assert [(r.run_key, r.asset_selection, r.tags["platform/trigger"]) for r in into_staging] == [
+        (f"promote:{MODEL}:3:staging", [env_key(MODEL, "staging")], "promotion")]
+    assert set(into_staging[0].asset_check_keys) == {dg.AssetCheckKey(env_key(MODEL, "staging"), "healthy"),
+                                                     dg.AssetCheckKey(env_key(MODEL, "staging"), "last_deploy")}
+    assert [r.run_key for r in into_prod] == [f"promote:{MODEL}:3:prod"]
+    assert done == []
+
+
+def test_a_successful_run_leaves_failed_gates_unhealthy_deploys_and_manual_policies(instance, catalog,
+                                                                                     settings) -> None:
+    record_from_a_run(instance, evaluate_key(MODEL), {"version": "4", "gates_passed": False})
+    failed_gates = after_success(instance, catalog, settings)
+    deployed(instance, MODEL, "staging", "5", healthy=False)
+    unhealthy = after_success(instance, catalog, settings)
+    deployed(instance, SERVICE, "staging", "7")
+    manual = after_success(instance, catalog, settings)
+
+    assert failed_gates == [] and unhealthy == []
+    assert manual == [], "a manual prod waits for an approval, which the promotion sensor reads"
+
+
+def test_the_two_promotion_sensors_never_both_request_one_promotion(instance, catalog, settings) -> None:
+    """Dagster dedupes run keys per sensor: a promotion the run-status sensor launched (here one
+    that failed) is not requested again by the promotion sensor, nor the other way round."""
+    deployed(instance, MODEL, "staging", "9")
+    instance.add_run(dg.DagsterRun(job_name="platform_promote", status=dg.DagsterRunStatus.FAILURE,
+                                   tags={"dagster/run_key": f"promote:{MODEL}:9:prod"},
+                                   asset_selection=frozenset({env_key(MODEL, "prod")})))
+    assert tick(instance, catalog, settings, None)[0] == []
+
+    deployed(instance, MODEL, "staging", "10")
+    requested, _ = tick(instance, catalog, settings, None)
+    instance.add_run(dg.DagsterRun(job_name="__anonymous_asset_job_platform_promotion",
+                                   status=dg.DagsterRunStatus.FAILURE, tags={"dagster/run_key": requested[0].run_key},
+                                   asset_selection=frozenset({env_key(MODEL, "prod")})))
+    deployed(instance, MODEL, "staging", "10")
+    assert [r.run_key for r in requested] == [f"promote:{MODEL}:10:prod"]
+    assert after_success(instance, catalog, settings) == []
 
 
 def run_approval(instance: dg.DagsterInstance, catalog: Catalog, settings: PlatformSettings, version: str,

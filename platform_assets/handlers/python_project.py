@@ -1,4 +1,5 @@
-"""Running a Python project's tests, building its wheel, exporting its contract, installing it in isolation.
+"""Running a Python project's tests, building its wheel, exporting its contract (installing the wheel:
+wheel_install.py).
 
 The project's own code (its tests, its build backend, the app it imports) is untrusted: each step
 runs as a sandbox task on a fresh copy of the digested source, seeing only what its spec declares
@@ -9,11 +10,6 @@ project, and a crashing project cannot take the step down with it.
 from __future__ import annotations
 
 import json
-import site
-import subprocess
-import sys
-import tempfile
-import venv
 import xml.etree.ElementTree as ET
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
@@ -22,10 +18,9 @@ from typing import Any
 
 from platform_assets.fingerprint import copy_sources
 from platform_assets.handlers.base import BuildFailed
-from platform_assets.sandbox import PYTHON, Sandbox, SandboxResult, SandboxTask, minimal_env, platform_secrets, redact
-from platform_assets.settings import PROJECT_ROOT, ComputeProfile
+from platform_assets.sandbox import PYTHON, Sandbox, SandboxResult, SandboxTask
+from platform_assets.settings import ComputeProfile
 
-INSTALLED_MARKER = ".installed"
 JUNIT = ".platform-junit.xml"
 WHEELS = "dist"
 CONTRACT = "openapi.json"
@@ -149,35 +144,3 @@ def _require(result: SandboxResult, what: str) -> None:
         raise ProjectError(f"{what} did not finish in time:\n{result.output}")
     if not result.ok:
         raise ProjectError(f"{what} failed (exit {result.exit_code}):\n{result.output}")
-
-
-def install_isolated(wheel: Path, venv_dir: Path) -> Path:
-    """Install `wheel` into its own virtual environment; return that environment's python.
-
-    The platform's site-packages, and the folder its own packages are imported from (for the
-    serving wrapper, platform_assets/serving.py), are added after the environment's own as a
-    read-only base layer, so common runtime dependencies (fastapi, uvicorn, prometheus-client) need
-    no network; anything the wheel needs beyond them, or in another version, is installed into the
-    isolated environment only. pip runs with a minimal environment: whatever it builds or installs
-    sees none of the platform's credentials.
-    """
-    python = venv_dir / "bin" / "python"
-    installed = (venv_dir / INSTALLED_MARKER).exists()
-    if not installed:
-        venv.EnvBuilder(with_pip=False, symlinks=True, clear=True).create(venv_dir)
-    purelib = next((venv_dir / "lib").glob("python*/site-packages"))
-    # Written on every deploy, so an environment installed by an earlier platform gets today's layer.
-    base = dict.fromkeys([*site.getsitepackages(), str(PROJECT_ROOT)])
-    (purelib / "_platform_base.pth").write_text("\n".join(base) + "\n")
-    if installed:
-        return python
-    with tempfile.TemporaryDirectory(prefix="pip-home-") as home:
-        completed = subprocess.run(
-            [sys.executable, "-m", "pip", "--python", str(python), "install", "--no-input", "--no-cache-dir", "-q",
-             str(wheel)], cwd=venv_dir, env=minimal_env(Path(home)), capture_output=True, text=True)
-    if completed.returncode != 0:
-        output = "\n".join((completed.stdout + completed.stderr).strip().splitlines()[-20:])
-        raise ProjectError(f"installing {wheel.name} failed (exit {completed.returncode}):\n"
-                           f"{redact(output, platform_secrets())}")
-    (venv_dir / INSTALLED_MARKER).write_text(wheel.name)
-    return python

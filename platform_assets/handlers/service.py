@@ -27,10 +27,10 @@ from platform_assets.handlers.python_project import (
     ProjectSandbox,
     build_wheel,
     export_openapi,
-    install_isolated,
     run_tests,
 )
 from platform_assets.handlers.spec_paths import resolve_in_folder
+from platform_assets.handlers.wheel_install import install_isolated
 from platform_assets.model_token import SECRET_KEY, model_token, token_secret_name
 from platform_assets.openapi_compat import compare_contracts
 from platform_assets.secret_store import MissingSecret, SecretRef, check_variables, resolve, secret_refs
