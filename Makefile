@@ -52,13 +52,15 @@ lint: install
 	$(BIN)/ruff check .
 
 ## Definitions load time against bare Dagster, promotion and runtime sensor tick times, the serving
-## wrapper's latency cost, a manual delivery's overhead over its steps' work (benchmarks, not tests).
+## wrapper's latency cost, a manual delivery's overhead over its steps' work, the lead time from a
+## source change to healthy in prod with the daemon (benchmarks, not tests).
 bench: install
 	$(BIN)/python benchmarks/bench_definitions.py --repeat 5 --json .platform/bench.json
 	$(BIN)/python benchmarks/bench_promotion.py --size 1000 --repeat 5 --json .platform/bench-promotion.json
 	$(BIN)/python benchmarks/bench_runtime.py --local 200 --kubernetes 1000 --repeat 5 --json .platform/bench-runtime.json
 	$(BIN)/python benchmarks/bench_serving.py --requests 2000 --rounds 5 --json .platform/bench-serving.json
 	$(BIN)/python benchmarks/bench_lead_time.py --repeat 3 --json .platform/bench-lead-time.json
+	$(BIN)/python benchmarks/bench_daemon_lead_time.py --changes 5 --json .platform/bench-daemon-lead-time.json
 
 clean:
 	rm -rf $(VENV) .dagster_home .platform .pytest_cache .ruff_cache
