@@ -37,6 +37,26 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 1 if catalog.errors or problems else 0
 
 
+def cmd_new(args: argparse.Namespace) -> int:
+    from platform_assets.identity.requester import registry
+    from platform_assets.scaffold import scaffold
+
+    settings = load_settings()
+    root = catalog_dir(settings)
+    load_catalog(root, settings)  # registers platform.yaml's own kinds, whose templates count too
+    folder = scaffold(args.kind, args.name, args.owner, root, registry(settings))
+    catalog = load_catalog(root, settings)
+    from platform_assets.factory import all_kind_assets  # imports dagster: only for the kinds' checks
+
+    problems = [str(error) for error in catalog.errors if error.file.is_relative_to(folder)]
+    problems += [p for p in all_kind_assets(catalog, settings)[1] if str(folder / "deliverable.yaml") in p]
+    for problem in problems:
+        print(problem)
+    print(f"created {folder} ({args.kind}); next: `deliver validate`, then `deliver run {args.name}` "
+          "(or let the daemon deliver it)")
+    return 1 if problems else 0
+
+
 def _instance(create: bool = False):
     """The instance of DAGSTER_HOME; `create` makes a missing one with the local config, as `make dev` does."""
     import shutil
@@ -283,6 +303,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="deliver", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("validate", help="check platform.yaml and every catalog spec; exit 1 on errors")
+    new = commands.add_parser("new", help="a new deliverable in the catalog from its kind's template "
+                                          "(validates and delivers as it is)")
+    new.add_argument("kind", help="service, model, dataset, notebook or a kind platform.yaml registers")
+    new.add_argument("name", help="the deliverable's name (its folder in the catalog)")
+    new.add_argument("--owner", help="the owning team (default: your one team in the teams registry)")
     status = commands.add_parser("status", help="per environment: version, live state, stable URL; owner, "
                                                 "lineage, the last gate failure")
     status.add_argument("name", nargs="?", help="only this deliverable")
@@ -329,7 +354,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-COMMANDS = {"validate": cmd_validate, "status": cmd_status, "down": cmd_down, "approve": cmd_approve,
+COMMANDS = {"validate": cmd_validate, "new": cmd_new, "status": cmd_status, "down": cmd_down, "approve": cmd_approve,
             "promote": cmd_promote, "rollback": cmd_rollback, "run": cmd_run, "adopt": cmd_adopt,
             "history": cmd_history,
             "metrics": cmd_metrics}

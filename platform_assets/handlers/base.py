@@ -11,6 +11,7 @@ import logging
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from platform_assets.settings import PlatformSettings
@@ -77,6 +78,9 @@ class StageContext:
         return self.artifacts.get_json(self.name, version, BUILD_RECORD)
 
 
+TEMPLATES = Path(__file__).parent / "templates"  # the built-in kinds' `deliver new` templates
+
+
 class KindHandler(ABC):
     """One per kind. Adding a kind means writing one of these, not touching the pipeline."""
 
@@ -95,6 +99,9 @@ class KindHandler(ABC):
     adopts: ClassVar[bool] = False
     # Whether what it serves is compared with its training data (the `drift` check per environment).
     watches_drift: ClassVar[bool] = False
+    # The folder `deliver new <kind> NAME` copies into the catalog (scaffold.py: `{{name}}`,
+    # `{{package}}` and `{{owner}}` are replaced in file contents, `__package__` in paths); None: no template.
+    template: ClassVar[Path | None] = None
 
     def retrains_on_drift(self, spec: Any) -> bool:
         """Whether a failed `drift` check rebuilds it (the drift sensor)."""

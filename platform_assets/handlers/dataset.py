@@ -26,7 +26,7 @@ from platform_assets.dbt_manifest import (
     warehouse_assets,
 )
 from platform_assets.dbt_projects import DbtProject, ProjectError, project_at
-from platform_assets.handlers.base import BUILD_RECORD, BuildFailed, GateResult, KindHandler, StageContext
+from platform_assets.handlers.base import BUILD_RECORD, TEMPLATES, BuildFailed, GateResult, KindHandler, StageContext
 from platform_assets.handlers.dataset_checks import project_problems
 from platform_assets.settings import PlatformSettings, dbt_project_dir
 from platform_assets.specs import Deliverable, DeliverableSpec, StrictModel
@@ -108,6 +108,7 @@ def published_schema(settings: PlatformSettings, environment: str, spec: Any) ->
 
 class DatasetHandler(KindHandler):
     kind = "dataset"
+    template = TEMPLATES / "dataset"
     technology = "dbt"
     spec_model = DatasetSpec
     gates = ("dbt_tests", "row_count_min", "freshness", "schema_contract")

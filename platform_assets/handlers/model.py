@@ -23,7 +23,7 @@ from typing import Any, Literal
 from pydantic import Field
 
 from platform_assets.expectations import Expectation
-from platform_assets.handlers.base import BuildFailed, GateResult, KindHandler, StageContext
+from platform_assets.handlers.base import TEMPLATES, BuildFailed, GateResult, KindHandler, StageContext
 from platform_assets.handlers.model_build import (
     adopt,
     describe_inputs,
@@ -124,6 +124,7 @@ class ModelSpec(DeliverableSpec):
 
 class ModelHandler(KindHandler):
     kind = "model"
+    template = TEMPLATES / "model"
     technology = "mlflow"
     spec_model = ModelSpec
     gates = ("metrics", "champion", "signature")

@@ -23,7 +23,7 @@ from pydantic import Field, field_validator
 
 from platform_assets.compute import step_compute
 from platform_assets.fingerprint import copy_sources
-from platform_assets.handlers.base import BUILD_RECORD, BuildFailed, GateResult, KindHandler, StageContext
+from platform_assets.handlers.base import BUILD_RECORD, TEMPLATES, BuildFailed, GateResult, KindHandler, StageContext
 from platform_assets.handlers.notebook_gates import NotebookGates, executes_gate, outputs_gate, runtime_gate
 from platform_assets.handlers.notebook_run import (
     KERNEL_NAME,
@@ -78,6 +78,7 @@ class NotebookSpec(DeliverableSpec):
 
 class NotebookHandler(KindHandler):
     kind = "notebook"
+    template = TEMPLATES / "notebook"
     technology = "jupyter"
     spec_model = NotebookSpec
     gates = ("executes", "outputs", "runtime_max")

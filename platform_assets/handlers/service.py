@@ -21,7 +21,7 @@ from pydantic import Field, ValidationInfo, field_validator
 
 from platform_assets.compute import step_compute
 from platform_assets.fingerprint import source_digest
-from platform_assets.handlers.base import BuildFailed, GateResult, KindHandler, StageContext
+from platform_assets.handlers.base import TEMPLATES, BuildFailed, GateResult, KindHandler, StageContext
 from platform_assets.handlers.python_project import (
     ProjectError,
     ProjectSandbox,
@@ -89,6 +89,7 @@ SHOWN = 5  # breaking changes or failing tests named in a gate's summary
 
 class ServiceHandler(KindHandler):
     kind = "service"
+    template = TEMPLATES / "service"
     technology = "fastapi"
     spec_model = ServiceSpec
     gates = ("tests", "api_compatibility")
