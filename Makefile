@@ -46,7 +46,7 @@ test: install test-deps lint
 
 ## The fast loop: the tests marked `unit` (no platform instance, delivery or server; see tests/conftest.py).
 test-fast: install lint
-	$(BIN)/python -m pytest -m unit --durations=5
+	$(BIN)/python -m pytest -m unit -n 2 --durations=5
 
 lint: install
 	$(BIN)/ruff check .
