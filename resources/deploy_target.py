@@ -55,8 +55,9 @@ class ProcessLaunch:
 class Workload:
     """One version of a deliverable as a container workload, independent of where it runs.
 
-    `kind` picks the renderer (resources/k8s_manifests.py `RENDERERS`): `service`; a model kind
-    adds `model-server`, with its model URI or alias in `options`. `image` defaults to
+    `kind` picks the renderer (resources/k8s_manifests.py `RENDERERS`): `service`, or a shape a
+    kind's handler declares in `workload_renderers` (the model kind's `model-server`, with its model
+    URI or alias in `options`). `image` defaults to
     `<registry>/<deliverable>:<version>`, an immutable tag, so promotion ships the same image.
     """
 

@@ -3,9 +3,10 @@
 Plain dicts (camelCase, as the API server takes them), no kubernetes import: the Kubernetes
 target applies them, the GitOps target writes them, tests validate them against the schema.
 Every pod meets the Pod Security "restricted" profile, has requests and limits from its compute
-profile, probes on its health path and the annotations Prometheus scrapes it by. A new kind
-registers its function in `RENDERERS` and builds on `deployment`, `pod_spec`, `container` and
-`service`.
+profile, probes on its health path and the annotations Prometheus scrapes it by. A kind with a
+shape of its own declares its render function in its handler's `workload_renderers` (the model
+kind's model server: handlers/model_workload.py), built on `deployment`, `pod_spec`, `container`
+and `service`; registering the kind registers it here.
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ from resources.deploy_target import Workload
 
 Manifest = dict[str, Any]
 VERSION_ANNOTATION = "platform.delivery/version"
-MODEL_URI_ANNOTATION = "platform.delivery/model-uri"
 PLATFORM_NAMESPACE = "dagster"  # where the platform's steps run; they verify deployments over HTTP
 MONITORING_NAMESPACE = "monitoring"  # where Prometheus runs; it scrapes every pod that serves
 
@@ -218,24 +218,22 @@ def render_service(workload: Workload, ctx: RenderContext) -> list[Manifest]:
             ingress_policy(workload, ctx), *egress_policy(workload, ctx)]
 
 
-def render_model_server(workload: Workload, ctx: RenderContext) -> list[Manifest]:
-    """A model server: Deployment with a fixed replica count (GPU pods do not autoscale on CPU),
-    Service and ingress NetworkPolicy. The server loads the alias in `options["model_uri"]` and
-    refuses to start if it names another version than the pod's, which the template carries, so
-    each new version is a rollout."""
-    server = deployment(workload, ctx, pod_spec(workload, ctx, container(workload, ctx)),
-                        replicas=workload.min_replicas)
-    server["spec"]["template"]["metadata"]["annotations"][MODEL_URI_ANNOTATION] = str(workload.options["model_uri"])
-    return [server, service(workload, ctx), ingress_policy(workload, ctx), *egress_policy(workload, ctx)]
-
-
 Renderer = Callable[[Workload, RenderContext], list[Manifest]]
-RENDERERS: dict[str, Renderer] = {"service": render_service, "model-server": render_model_server}
+# The web-service shape every kind may use; a kind with a shape of its own declares it in its
+# handler's `workload_renderers`, registered with the kind (platform_assets/handlers/__init__.py).
+RENDERERS: dict[str, Renderer] = {"service": render_service}
+
+
+def register_renderer(kind: str, renderer: Renderer) -> None:
+    known = RENDERERS.setdefault(kind, renderer)
+    if known is not renderer:
+        raise ValueError(f"workload kind '{kind}' is rendered by {known.__module__}.{known.__name__} already")
 
 
 def render(workload: Workload, ctx: RenderContext) -> list[Manifest]:
     renderer = RENDERERS.get(workload.kind)
     if renderer is None:
         raise ValueError(f"no Kubernetes renderer for workload kind '{workload.kind}' "
-                         f"(known: {', '.join(sorted(RENDERERS))}); add one to RENDERERS in {__name__}")
+                         f"(known: {', '.join(sorted(RENDERERS))}); its kind's handler declares one in "
+                         "`workload_renderers` (registered into RENDERERS)")
     return renderer(workload, ctx)

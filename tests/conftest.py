@@ -66,6 +66,10 @@ class Platform:
         for _ in range(rounds):
             requested = []
             for sensor in defs.sensors:
+                if isinstance(sensor, dg.RunStatusSensorDefinition):
+                    # It ticks on finished runs and plans what platform_promotion plans, which ticks here;
+                    # tests/test_promotion.py evaluates it on runs, the daemon tests run it for real.
+                    continue
                 context = dg.build_sensor_context(instance=self.instance, cursor=cursors.get(sensor.name),
                                                   definitions=defs, resources=platform_resources(self.settings))
                 result = sensor(context)
@@ -238,6 +242,19 @@ def platform_with(instance_yaml: str, tmp_path: Path, monkeypatch: pytest.Monkey
     with dg.DagsterInstance.get() as instance:
         yield Platform(home, catalog, settings, instance)
     stop_all(settings)
+
+
+@pytest.fixture
+def kind_registry() -> Iterator[None]:
+    """The kinds and Kubernetes shapes are process-wide: other tests must not see a test's own."""
+    from platform_assets.handlers import HANDLERS
+    from resources.k8s_manifests import RENDERERS
+
+    saved = dict(HANDLERS), dict(RENDERERS)
+    yield
+    for registry, before in zip((HANDLERS, RENDERERS), saved, strict=True):
+        registry.clear()
+        registry.update(before)  # type: ignore[arg-type]
 
 
 @pytest.fixture(scope="session")

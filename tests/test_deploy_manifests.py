@@ -16,11 +16,12 @@ import pytest
 import yaml
 
 from platform_assets.handlers.base import Deployed, StageContext
+from platform_assets.handlers.model_workload import MODEL_URI_ANNOTATION
 from platform_assets.model_token import model_token, sample_token
 from platform_assets.serving_metrics import METRICS_PATH, SERVED_APP_ENV, WRAPPER
 from platform_assets.settings import PROJECT_ROOT, load_settings
 from resources.deploy_target import Workload
-from resources.k8s_manifests import MODEL_URI_ANNOTATION, MONITORING_NAMESPACE, RENDERERS, RenderContext, render
+from resources.k8s_manifests import MONITORING_NAMESPACE, RENDERERS, RenderContext, render
 from tests.k8s_render import CODE_IMAGE
 from tests.k8s_schema import assert_valid_and_restricted, manifests_in, restricted_violations, selects
 
@@ -251,9 +252,29 @@ def assert_scraped(deployment: dict, ingress: dict, port: int) -> None:
 
 def test_an_unknown_workload_kind_names_the_registry() -> None:
     workload = service_workload("cpu-small")
-    with pytest.raises(ValueError, match=r"no Kubernetes renderer for workload kind 'batch'.*RENDERERS"):
+    with pytest.raises(ValueError, match=r"no Kubernetes renderer for workload kind 'batch'.*workload_renderers"):
         render(Workload(**{**workload.__dict__, "kind": "batch"}), CTX)
-    assert "service" in RENDERERS
+    assert RENDERERS["model-server"].__module__ == "platform_assets.handlers.model_workload", "the model kind's own"
+
+
+def test_a_kind_brings_its_own_kubernetes_shape_and_cannot_take_anothers(kind_registry: None) -> None:
+    from platform_assets.handlers import HANDLERS, register_kinds
+    from tests.fixtures.kinds.static_site import render_static_files
+
+    problems = register_kinds(["tests.fixtures.kinds.static_site:StaticSiteHandler",
+                               "tests.fixtures.kinds.static_site:ShapeClash"])
+    site = dataclasses.replace(service_workload("cpu-small"), deliverable="landing", kind="static-files",
+                               command=["python", "-m", "http.server", "8080"], min_replicas=1)
+    manifests = render(site, CTX)
+
+    assert RENDERERS["static-files"] is render_static_files
+    assert problems == [("kinds[1]", "'tests.fixtures.kinds.static_site:ShapeClash': workload kind 'service' is "
+                                     "rendered by resources.k8s_manifests.render_service already")]
+    assert "shape-clash" not in HANDLERS and RENDERERS["service"].__name__ == "render_service"
+    assert [m["kind"] for m in manifests] == ["Deployment", "Service", "NetworkPolicy"]
+    assert manifests[0]["spec"]["replicas"] == 1
+    for manifest in manifests:
+        assert_valid_and_restricted(manifest)
 
 
 def test_restricted_checker_catches_what_it_must() -> None:

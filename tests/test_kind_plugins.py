@@ -5,28 +5,17 @@ to prod by the shared stages, and followed by the source sensor."""
 from __future__ import annotations
 
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import yaml
 
 from platform_assets.catalog import load_catalog
-from platform_assets.handlers import HANDLERS
 from platform_assets.settings import PROJECT_ROOT, load_settings
 from tests.conftest import Platform
 
 PLUGIN = "tests.fixtures.kinds.static_site:StaticSiteHandler"
 STAGES = ("build", "evaluate", "staging", "prod")
-
-
-@pytest.fixture
-def registry() -> Iterator[None]:
-    """The registry is process-wide: other tests must not see the test's kinds."""
-    saved = dict(HANDLERS)
-    yield
-    HANDLERS.clear()
-    HANDLERS.update(saved)
 
 
 def with_kinds(platform: Platform, kinds: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -58,7 +47,7 @@ def page_of(platform: Platform, env: str) -> str:
 
 
 def test_a_kind_from_outside_the_platform_reaches_prod_through_the_shared_stages_and_sensors(
-    platform: Platform, registry: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    platform: Platform, kind_registry: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     with_kinds(platform, [PLUGIN], tmp_path, monkeypatch)
     landing(platform.catalog, "<h1>Welcome</h1>")
@@ -90,7 +79,7 @@ def test_a_kind_from_outside_the_platform_reaches_prod_through_the_shared_stages
 
 
 def test_a_kind_that_does_not_import_is_one_error_and_the_other_kinds_still_load(
-    platform: Platform, registry: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    platform: Platform, kind_registry: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     with_kinds(platform, ["tests.fixtures.kinds.nowhere:Handler", "platform_assets.specs:Deliverable"],
                tmp_path, monkeypatch)

@@ -17,10 +17,20 @@ from platform_assets.handlers.model import ModelHandler
 from platform_assets.handlers.notebook import NotebookHandler
 from platform_assets.handlers.service import ServiceHandler
 from platform_assets.specs import DeliverableSpec
+from resources.k8s_manifests import register_renderer
 
-HANDLERS: dict[str, KindHandler] = {
-    handler.kind: handler for handler in (ServiceHandler(), DatasetHandler(), ModelHandler(), NotebookHandler())
-}
+HANDLERS: dict[str, KindHandler] = {}
+
+
+def _add(handler: KindHandler) -> None:
+    """The kind, and the Kubernetes shapes it brings (resources/k8s_manifests.py `RENDERERS`)."""
+    for workload_kind, renderer in handler.workload_renderers.items():
+        register_renderer(workload_kind, renderer)
+    HANDLERS[handler.kind] = handler
+
+
+for _builtin in (ServiceHandler(), DatasetHandler(), ModelHandler(), NotebookHandler()):
+    _add(_builtin)
 
 
 def get_handler(kind: str) -> KindHandler:
@@ -58,5 +68,8 @@ def _register(path: str) -> str | None:
         return (f"kind '{handler_class.kind}' is already {type(registered).__module__}.{type(registered).__name__}; "
                 "give the new kind another `kind` name")
     if registered is None:
-        HANDLERS[handler_class.kind] = handler_class()
+        try:
+            _add(handler_class())
+        except ValueError as exc:  # a workload kind another kind renders already
+            return f"'{path}': {exc}"
     return None

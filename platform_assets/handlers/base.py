@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -102,6 +102,9 @@ class KindHandler(ABC):
     # The folder `deliver new <kind> NAME` copies into the catalog (scaffold.py: `{{name}}`,
     # `{{package}}` and `{{owner}}` are replaced in file contents, `__package__` in paths); None: no template.
     template: ClassVar[Path | None] = None
+    # Kubernetes shapes of its own, by the `Workload.kind` its `workload()` returns (render functions
+    # of resources/k8s_manifests.py's signature); `service` (Deployment, Service, HPA) is everyone's.
+    workload_renderers: ClassVar[Mapping[str, Callable[..., Any]]] = {}
 
     def retrains_on_drift(self, spec: Any) -> bool:
         """Whether a failed `drift` check rebuilds it (the drift sensor)."""

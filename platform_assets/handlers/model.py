@@ -34,6 +34,7 @@ from platform_assets.handlers.model_build import (
     training_data,
     unfair_comparison,
 )
+from platform_assets.handlers.model_workload import MODEL_SERVER, render_model_server
 from platform_assets.model_safety import serving_env
 from platform_assets.model_token import (
     SAMPLE_ROWS_ENV,
@@ -125,6 +126,7 @@ class ModelSpec(DeliverableSpec):
 class ModelHandler(KindHandler):
     kind = "model"
     template = TEMPLATES / "model"
+    workload_renderers = {MODEL_SERVER: render_model_server}
     technology = "mlflow"
     spec_model = ModelSpec
     gates = ("metrics", "champion", "signature")
@@ -296,7 +298,7 @@ class ModelHandler(KindHandler):
         command, served = served_command("python", SERVER_APP, "0.0.0.0", str(SERVER_PORT))
         return Workload(
             deliverable=ctx.name,
-            kind="model-server",
+            kind=MODEL_SERVER,
             version=version,
             team=ctx.spec.owner,
             port=SERVER_PORT,
