@@ -21,7 +21,8 @@ passed, with the same values; `dg.EnvVar(...)` stays an EnvVar), so both modules
 base classes of our resources are not reproduced: they play no part in loading.
 
 Asset checks defined on their own (`@multi_asset_check`) become the same decorator with the same
-name, check specs, subsetting and resource keys; schedules may target literal check keys.
+name, check specs, subsetting, pool and resource keys; schedules may target literal check keys or a
+job by name (an asset job of literal check keys, a batch job's runs; the bare schedule skips).
 
 Executor: Dagster's own executor definitions (`dg.multiprocess_executor`, ...) are passed to the
 bare `dg.Definitions` by name, `.configured({...}, name=...)` with the same plain config when ours
@@ -44,7 +45,7 @@ _METADATA_CALLS = {
 }
 _DEFAULT_COLUMN_CONSTRAINTS = {"nullable": True, "unique": False, "other": []}
 _RESERVED = {"dg", "defs"}
-_PLAIN_CHECKS_OP = {"pool": None, "retry_policy": "None", "bound_resources": []}
+_PLAIN_CHECKS_OP = {"retry_policy": "None", "bound_resources": []}
 
 
 def generate_module(description: dict[str, Any], title: str) -> str:
@@ -80,7 +81,7 @@ def _check_supported(description: dict[str, Any]) -> None:
              if value and part not in ("sensors", "jobs", "schedules", "asset_checks")}
     extra.update({f"{part[:-1]} {s['name']}": "not an asset-key or check-key target"
                   for part in ("sensors", "schedules") for s in description["other"][part]
-                  if s["target_keys"] is None and s.get("target_checks") is None})
+                  if s["target_keys"] is None and s.get("target_checks") is None and s.get("target_job") is None})
     extra.update({f"asset checks {c['op_name']}": c["unsupported"] for c in description["other"]["asset_checks"]
                   if c["unsupported"] != _PLAIN_CHECKS_OP})
     executor = description["executor"]
@@ -273,7 +274,12 @@ def _sensor_function(sensor: dict[str, Any], index: int) -> str:
 
 
 def _job_function(job: dict[str, Any], index: int) -> str:
-    """An op job with the same name, description and op names; its ops do nothing."""
+    """An op job with the same name, description and op names, its ops doing nothing; or an asset
+    job of the same literal check keys, name, description and tags."""
+    if "checks" in job:
+        checks = ", ".join(f"dg.AssetCheckKey({_key(path)}, {name!r})" for path, name in job["checks"])
+        return (f"\n\njob_{index} = dg.define_asset_job(\n    name={job['name']!r}, description={job['description']!r},"
+                f"\n    tags={job['tags']!r}, selection=dg.AssetSelection.checks({checks}))")
     ops = "".join(f"\n\n@dg.op(name={op!r})\ndef job_{index}_op_{n}():\n    pass" for n, op in enumerate(job["ops"]))
     calls = "".join(f"    job_{index}_op_{n}()\n" for n in range(len(job["ops"])))
     return (f"{ops}\n\n\n@dg.job(name={job['name']!r}, description={job['description']!r})\n"
@@ -281,7 +287,18 @@ def _job_function(job: dict[str, Any], index: int) -> str:
 
 
 def _schedule(schedule: dict[str, Any], index: int) -> str:
-    """A schedule with the same name, cron, timezone, status and literal asset-key or check-key target."""
+    """A schedule with the same name, cron, timezone, status and literal asset-key or check-key
+    target, or the same job named (its evaluation skips)."""
+    if schedule.get("target_job") is not None:
+        return (
+            f"\n\n@dg.schedule(\n"
+            f"    name={schedule['name']!r}, cron_schedule={schedule['cron_schedule']!r},\n"
+            f"    job_name={schedule['target_job']!r},\n"
+            f"    execution_timezone={schedule['execution_timezone']!r}, description={schedule['description']!r},\n"
+            f"    default_status=dg.DefaultScheduleStatus({schedule['default_status']!r}))\n"
+            f"def schedule_{index}(context):\n"
+            "    return dg.SkipReason()"
+        )
     if schedule["target_keys"] is not None:
         target = f"dg.AssetSelection.assets({_keys(schedule['target_keys'])[1:-1]})"
     else:
@@ -305,6 +322,7 @@ def _checks_function(checks: dict[str, Any], index: int) -> str:
         "required_resource_keys": _set([k for k in checks["required_resource_keys"] if k != "io_manager"]),
         "op_tags": repr(checks["op_tags"]),
         "description": repr(checks["description"]) if checks["description"] is not None else None,
+        "pool": repr(checks["pool"]) if checks.get("pool") is not None else None,
     }
     return (
         f"\n\n@dg.multi_asset_check(\n{_arguments(kwargs, '    ')})\n"

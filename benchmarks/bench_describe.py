@@ -86,7 +86,12 @@ def _describe_schedule(schedule: dg.ScheduleDefinition) -> dict[str, Any]:
     return {"name": schedule.name, "cron_schedule": schedule.cron_schedule,
             "execution_timezone": schedule.execution_timezone, "default_status": schedule.default_status.value,
             "description": schedule.description, "target_keys": _target_keys(schedule),
-            "target_checks": _target_checks(schedule)}
+            "target_checks": _target_checks(schedule), "target_job": _target_job(schedule)}
+
+
+def _target_job(schedule: dg.ScheduleDefinition) -> str | None:
+    """The job a schedule names (a batch job's runs), when it targets one by name."""
+    return schedule.job_name if isinstance(schedule.target.resolvable_to_job, str) else None
 
 
 def _target_keys(definition: Any) -> list[list[str]] | None:
@@ -103,9 +108,13 @@ def _target_keys(definition: Any) -> list[list[str]] | None:
 
 def _target_checks(definition: Any) -> list[list[Any]] | None:
     """The literal asset check keys a schedule's target selects, as [asset path, check name]."""
+    return _check_keys(getattr(definition.target.resolvable_to_job, "selection", None))
+
+
+def _check_keys(selection: Any) -> list[list[Any]] | None:
+    """[asset path, check name] of each check a literal check selection names (None otherwise)."""
     from dagster._core.definitions.asset_selection import AssetCheckKeysSelection  # not exported by dagster
 
-    selection = getattr(definition.target.resolvable_to_job, "selection", None)
     if not isinstance(selection, AssetCheckKeysSelection):
         return None
     return sorted([list(k.asset_key.path), k.name] for k in selection.selected_asset_check_keys)
@@ -121,13 +130,18 @@ def describe_checks(checks_def: dg.AssetChecksDefinition) -> dict[str, Any]:
         "required_resource_keys": sorted(op.required_resource_keys),
         "op_tags": dict(sorted((op.tags or {}).items())),
         "checks": _describe_checks(checks_def.check_specs),
-        "unsupported": {"pool": op.pool, "retry_policy": repr(op.retry_policy),
+        "pool": op.pool,
+        "unsupported": {"retry_policy": repr(op.retry_policy),
                         "bound_resources": sorted(checks_def.resource_defs)},
     }
 
 
 def _describe_job(job: Any) -> dict[str, Any]:
-    """An op job (the platform's approval job): its name, description and ops."""
+    """An op job (the platform's approval job): its name, description and ops; or an asset job of
+    literal check keys (a batch job's scheduled runs): its name, description, tags and checks."""
+    if hasattr(job, "selection"):
+        return {"name": job.name, "description": job.description, "tags": dict(sorted((job.tags or {}).items())),
+                "checks": _check_keys(job.selection)}
     return {"name": job.name, "description": job.description, "ops": [node.name for node in job.graph.nodes]}
 
 

@@ -8,10 +8,13 @@ so the UI shows what a step would get, and built once per profile, not once per 
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from platform_assets.settings import ComputeProfile, KubernetesExecution, PlatformSettings
 from platform_assets.specs import DeliverableSpec
+
+if TYPE_CHECKING:
+    from dagster import AssetKey
 
 K8S_CONFIG_TAG = "dagster-k8s/config"
 COMPUTE_TAG = "platform/compute"
@@ -29,10 +32,23 @@ RESTRICTED_CONTAINER: dict[str, Any] = {
 
 def step_compute(spec: DeliverableSpec, stage: str, settings: PlatformSettings) -> str:
     """The profile a stage runs on: the deliverable's own for build (a model's training is its
-    build), `default_compute` (a CPU profile) for evaluate and deploy."""
-    if stage == "build":
+    build) and for a batch job's scheduled `run`, `default_compute` (a CPU profile) for evaluate
+    and deploy."""
+    if stage in ("build", "run"):
         return spec.compute or settings.default_compute
     return settings.default_compute
+
+
+def stage_pool(kind_pool: str | None, profile_pool: str | None, key: AssetKey, stage_name: str,
+               settings: PlatformSettings) -> str | None:
+    """The concurrency pool of a stage's step. On Kubernetes a deploy step takes the pool of its
+    (deliverable, environment): the instance admits one step per pool (deploy/dagster.yaml
+    `pools.default_limit: 1`) across every run pod, as the deploy lock does for one machine.
+    Otherwise a kind's own pool (duckdb's single writer) is a correctness limit and wins over a
+    profile's capacity pool (gpu)."""
+    if stage_name == "deploy" and settings.execution_mode == "kubernetes":
+        return f"deploy/{key.to_user_string()}"
+    return kind_pool or profile_pool
 
 
 def step_service_account(stage: str, k8s: KubernetesExecution) -> str:

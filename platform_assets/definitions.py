@@ -5,10 +5,11 @@ from __future__ import annotations
 import dagster as dg
 
 from platform_assets.approval_job import approval_job
-from platform_assets.catalog import load_catalog
+from platform_assets.catalog import Catalog, load_catalog
 from platform_assets.drift_check import drift_checks, drift_schedule
 from platform_assets.factory import build_assets, live_checks
 from platform_assets.freshness import freshness_checks, freshness_sensor
+from platform_assets.handlers import HANDLERS
 from platform_assets.metrics_asset import delivery_metrics_asset, delivery_metrics_schedule
 from platform_assets.model_safety import forbid_unchecked_loads
 from platform_assets.resources_config import platform_resources
@@ -48,7 +49,7 @@ def build_definitions(settings: PlatformSettings | None = None) -> dg.Definition
     if fresh:
         sensors.append(freshness_sensor(fresh, settings))
     drift = drift_checks(catalog, settings)
-    return dg.Definitions(
+    location = dg.Definitions(
         assets=[*build_assets(settings, catalog), delivery_metrics_asset(catalog, settings)],
         asset_checks=[*([live] if live is not None else []), *fresh, *([drift] if drift else [])],
         resources=platform_resources(settings),
@@ -57,6 +58,14 @@ def build_definitions(settings: PlatformSettings | None = None) -> dg.Definition
         jobs=[approval_job(catalog, settings)],
         schedules=[delivery_metrics_schedule(), *([drift_schedule(drift, settings)] if drift else [])],
     )
+    return dg.Definitions.merge(location, *kind_definitions(catalog, settings))
+
+
+def kind_definitions(catalog: Catalog, settings: PlatformSettings) -> list[dg.Definitions]:
+    """What each kind adds for its deliverables beyond the four stages (a batch job's schedules)."""
+    found = (handler.kind_definitions([d for d in catalog if d.kind == kind], settings)
+             for kind, handler in HANDLERS.items())
+    return [definitions for definitions in found if definitions is not None]
 
 
 forbid_unchecked_loads()  # every platform process loads this module: MLflow deserializes no unchecked model

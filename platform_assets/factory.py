@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator
 import dagster as dg
 
 from platform_assets.catalog import Catalog, load_catalog
-from platform_assets.compute import ComputeTags, step_compute
+from platform_assets.compute import ComputeTags, stage_pool, step_compute
 from platform_assets.handlers import HANDLERS, get_handler
 from platform_assets.liveness import live_check_specs, live_key, served
 from platform_assets.records import HEALTHY, LAST_DEPLOY, build_key, env_key, evaluate_key, target_resource_key
@@ -29,18 +29,6 @@ StageBody = Callable[[dg.AssetExecutionContext], dg.MaterializeResult | Iterator
 def group_name(owner: str) -> str:
     """One asset group per team (Dagster group names allow no '-')."""
     return owner.replace("-", "_")
-
-
-def stage_pool(kind_pool: str | None, profile_pool: str | None, key: dg.AssetKey, stage_name: str,
-               settings: PlatformSettings) -> str | None:
-    """The concurrency pool of a stage's step. On Kubernetes a deploy step takes the pool of its
-    (deliverable, environment): the instance admits one step per pool (deploy/dagster.yaml
-    `pools.default_limit: 1`) across every run pod, as the deploy lock does for one machine.
-    Otherwise a kind's own pool (duckdb's single writer) is a correctness limit and wins over a
-    profile's capacity pool (gpu)."""
-    if stage_name == "deploy" and settings.execution_mode == "kubernetes":
-        return f"deploy/{key.to_user_string()}"
-    return kind_pool or profile_pool
 
 
 def deliverable_assets(

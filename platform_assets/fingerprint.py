@@ -3,24 +3,25 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 IGNORED_DIRS = frozenset(
-    {"__pycache__", ".pytest_cache", ".ruff_cache", ".ipynb_checkpoints", ".venv", ".git", "build", "dist"}
+    {"__pycache__", ".pytest_cache", ".ruff_cache", ".ipynb_checkpoints", ".venv", ".git", "build", "dist",
+     "node_modules"}
 )
 IGNORED_FILES = frozenset({"deliverable.yaml"})
 
 
 def source_files(folder: Path) -> Iterator[Path]:
     """Files that make up a deliverable's source; caches, build output and the spec are not."""
-    for path in sorted(folder.rglob("*")):
-        rel = path.relative_to(folder)
-        if any(part in IGNORED_DIRS or part.endswith(".egg-info") for part in rel.parts[:-1]):
-            continue
-        if path.is_file() and path.name not in IGNORED_FILES and path.suffix != ".pyc":
-            yield path
+    found = []
+    for root, dirs, files in os.walk(folder):  # ignored folders are not entered (node_modules is large)
+        dirs[:] = [d for d in dirs if d not in IGNORED_DIRS and not d.endswith(".egg-info")]
+        found += [Path(root, name) for name in files if name not in IGNORED_FILES and not name.endswith(".pyc")]
+    yield from sorted(path for path in found if path.is_file())
 
 
 def source_digest(folder: Path, length: int = 12) -> str:

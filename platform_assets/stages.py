@@ -53,9 +53,10 @@ LOG_LINES = 10  # lines of a failed start's log in the step's failure message
 RESTATED = frozenset({"rollback_from", "trigger", "requested_by", KEPT, "attempted_version", "reason"})
 
 
-def _stage_context(
-    context: dg.AssetExecutionContext, deliverable: Deliverable, settings: PlatformSettings
+def stage_context(
+    context: dg.AssetExecutionContext | dg.OpExecutionContext, deliverable: Deliverable, settings: PlatformSettings
 ) -> StageContext:
+    """What a handler sees of a step: a stage's, or another step of the kind's (a job's scheduled run)."""
     instance = context.instance
     return StageContext(
         deliverable=deliverable,
@@ -80,7 +81,7 @@ def _code_image(context: dg.AssetExecutionContext) -> str | None:
 def run_build(
     context: dg.AssetExecutionContext, deliverable: Deliverable, settings: PlatformSettings
 ) -> dg.MaterializeResult:
-    ctx = _stage_context(context, deliverable, settings)
+    ctx = stage_context(context, deliverable, settings)
     handler = get_handler(deliverable.kind)
     for upstream in deliverable.spec.depends_on:
         published = latest(context.instance, env_key(upstream, settings.last_environment))
@@ -128,7 +129,7 @@ def run_evaluate(
     if built is None:
         key = build_key(deliverable.name).to_user_string()
         raise dg.Failure(f"{deliverable.name} has not been built yet; materialize {key} first")
-    ctx = _stage_context(context, deliverable, settings)
+    ctx = stage_context(context, deliverable, settings)
     record = _stored_build(ctx, built.version)
     handler = get_handler(deliverable.kind)
     gates = handler.evaluate(ctx, built.version, record)
@@ -159,7 +160,7 @@ def run_deploy(context: dg.AssetExecutionContext, deliverable: Deliverable, sett
     rollback_to = context.run.tags.get(ROLLBACK_TAG)
     requester = _authorized(context, deliverable, settings, env, rollback_to)
     target: DeployTarget = getattr(context.resources, target_resource_key(env))
-    ctx = _stage_context(context, deliverable, settings)
+    ctx = stage_context(context, deliverable, settings)
     handler = get_handler(deliverable.kind)
     with target.lock(name, f"run {context.run_id}", context.log.info):
         serving = latest(context.instance, env_key(name, env))

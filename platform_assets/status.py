@@ -1,6 +1,7 @@
-"""What runs where: per deliverable and environment the version, whether it is live and its
-stable address, read from the Dagster event log in two batched queries (the latest records, the
-latest `live` evaluations), plus the lineage from the catalog."""
+"""What runs where: per deliverable and environment the version, whether it is live (or, for kinds
+that run on a schedule, how their last run went) and its stable address, read from the Dagster
+event log in batched queries (the latest records, the latest `live` evaluations, the latest
+`status_check` evaluations), plus the lineage from the catalog."""
 
 from __future__ import annotations
 
@@ -11,9 +12,13 @@ from typing import Any
 import dagster as dg
 
 from platform_assets.catalog import Catalog
+from platform_assets.handlers import get_handler
 from platform_assets.liveness import STOPPED, latest_live
 from platform_assets.records import build_key, env_key, evaluate_key, latest_records, observed
 from platform_assets.settings import PlatformSettings
+from platform_assets.specs import Deliverable
+
+NO_RUN = "deployed, no run yet"
 
 
 @dataclass
@@ -24,6 +29,8 @@ class EnvironmentStatus:
     restarts: int | None = None
     live_detail: str | None = None
     url: str | None = None  # the stable address (None once stopped)
+    # Kinds that run on a schedule (batch jobs): the latest run there, from their handler's `status_check`.
+    last_run: str | None = None
 
 
 @dataclass
@@ -54,12 +61,14 @@ def collect_status(instance: dg.DagsterInstance, catalog: Catalog, settings: Pla
     records = latest_records(instance, keys)
     failures = _build_failures(instance, [d.name for d in deliverables])
     live = latest_live(instance, [(d.name, e) for d in deliverables for e in envs])
+    runs = _last_runs(instance, deliverables, envs)
     downstream: dict[str, list[str]] = {}
     for deliverable in catalog:
         for upstream in deliverable.spec.depends_on:
             downstream.setdefault(upstream, []).append(deliverable.name)
     rows = []
     for deliverable in deliverables:
+        keeps_runs = get_handler(deliverable.kind).status_check is not None
         row = DeliverableStatus(deliverable.name, deliverable.kind, deliverable.spec.owner,
                                 upstream=list(deliverable.spec.depends_on),
                                 downstream=sorted(downstream.get(deliverable.name, [])))
@@ -72,6 +81,7 @@ def collect_status(instance: dg.DagsterInstance, catalog: Catalog, settings: Pla
             if deployed and status.live != STOPPED:
                 status.url = _endpoint(deployed.metadata)
                 row.endpoint = status.url or row.endpoint
+            status.last_run = runs.get((deliverable.name, env), NO_RUN if deployed and keeps_runs else None)
             row.versions[env] = status.version
             row.environments[env] = status
         evaluated = records[evaluate_key(deliverable.name)]
@@ -84,6 +94,26 @@ def collect_status(instance: dg.DagsterInstance, catalog: Catalog, settings: Pla
         row.build_failure = failures.get(deliverable.name)
         rows.append(row)
     return rows
+
+
+def _last_runs(instance: dg.DagsterInstance, deliverables: list[Deliverable],
+               envs: list[str]) -> dict[tuple[str, str], str]:
+    """The newest evaluation of each handler's `status_check`, per (deliverable, environment), in one query."""
+    keys = {}
+    for deliverable in deliverables:
+        check = get_handler(deliverable.kind).status_check
+        if check:
+            keys.update({dg.AssetCheckKey(env_key(deliverable.name, env), check): (deliverable.name, env)
+                         for env in envs})
+    found = instance.event_log_storage.get_latest_asset_check_execution_by_key(list(keys)) if keys else {}
+    runs = {}
+    for key, record in found.items():
+        evaluation = record.event.asset_check_evaluation if record.event else None
+        if evaluation is not None:
+            when = datetime.fromtimestamp(record.create_timestamp, UTC).isoformat(timespec="seconds")
+            outcome = "ok" if evaluation.passed else "FAILED"
+            runs[keys[key]] = f"last run {outcome} at {when}: {evaluation.description or ''}".rstrip(": ")
+    return runs
 
 
 def _build_failures(instance: dg.DagsterInstance, names: list[str]) -> dict[str, str]:
@@ -106,9 +136,12 @@ def _build_failures(instance: dg.DagsterInstance, names: list[str]) -> dict[str,
 
 
 def _endpoint(metadata: dict[str, Any]) -> str | None:
-    """Where consumers find a deployment: a URL for services and notebook reports, published tables for datasets."""
+    """Where consumers find a deployment: a URL for services and notebook reports, published tables
+    for datasets, the table a batch job writes."""
     if metadata.get("url"):
         return str(metadata["url"])
+    if metadata.get("output"):
+        return str(metadata["output"])
     tables = metadata.get("tables")
     return ", ".join(tables) if isinstance(tables, list) and tables else None
 
@@ -132,6 +165,8 @@ def format_table(rows: list[DeliverableStatus], environments: list[str]) -> str:
 
 
 def _live(status: EnvironmentStatus) -> str:
+    if status.last_run is not None:
+        return status.last_run
     if status.live is None:
         return "-" if status.version is None else "deployed (not probed yet)"
     restarts = f", {status.restarts} restart(s)" if status.restarts else ""

@@ -27,7 +27,7 @@ from typing import IO, Any, ClassVar
 
 import dagster as dg
 
-from platform_assets.settings import state_dir
+from platform_assets.settings import PlatformSettings, state_dir
 
 _IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]*$")
 LOCK_WAIT_S = 60.0
@@ -43,6 +43,19 @@ def quote_safe(name: str) -> str:
     if not _IDENTIFIER.match(name):
         raise ValueError(f"'{name}' is not a safe SQL identifier (lower-case letters, digits, '_')")
     return name
+
+
+def published_schema(settings: PlatformSettings, environment: str, spec: Any) -> str:
+    """An environment's schema for what a deliverable writes (a dataset's tables, a job's output): per
+    owning team or per deliverable (platform.yaml `warehouse.namespace`)."""
+    space = spec.owner if settings.warehouse.namespace == "team" else spec.name
+    return quote_safe(f"{environment}_{space}".replace("-", "_"))
+
+
+def table_claim(settings: PlatformSettings, spec: Any, table: str) -> str:
+    """What writing `table` in the environments claims: one writer per table of a namespace."""
+    space = f"team '{spec.owner}'" if settings.warehouse.namespace == "team" else f"deliverable '{spec.name}'"
+    return f"the published table '{table}' of {space}"
 
 
 def audit_schema(deliverable: str, version: str) -> str:
@@ -111,15 +124,15 @@ class Warehouse(dg.ConfigurableResource):
             result[table] = {"rows": count, "columns": dict(columns)}
         return result
 
-    def frame(self, schema: str, table: str, where: str | None = None) -> Any:
-        """The table (the rows matching `where`, SQL the platform wrote) as a pandas DataFrame, the
-        same way on every warehouse (DB-API rows)."""
+    def frame(self, schema: str, table: str, where: str | None = None, limit: int | None = None) -> Any:
+        """The table (the rows matching `where`, SQL the platform wrote; the first `limit`) as a
+        pandas DataFrame, the same way on every warehouse (DB-API rows)."""
         import pandas as pd
 
         with self.connect(read_only=True) as con:
             cursor = con.cursor()
             cursor.execute(f'select * from "{quote_safe(schema)}"."{quote_safe(table)}"'
-                           + (f" where {where}" if where else ""))
+                           + (f" where {where}" if where else "") + (f" limit {int(limit)}" if limit else ""))
             columns = [description[0] for description in cursor.description]
             return pd.DataFrame.from_records(cursor.fetchall(), columns=columns)
 
@@ -143,6 +156,30 @@ class Warehouse(dg.ConfigurableResource):
         self.run_in_transaction(statements)
         return {table: f"{target}.{table}" for table in tables}
 
+    def replace_table(self, schema: str, table: str, frame: Any) -> int:
+        """`schema`.`table` holds exactly the rows of `frame` (a pandas DataFrame), replaced in one
+        transaction: readers see the previous rows or the new ones, never a part. Returns the rows."""
+        target = f'"{quote_safe(schema)}"."{quote_safe(table)}"'
+        columns = [quote_safe(str(column)) for column in frame.columns]
+        types = ", ".join(f'"{column}" {_sql_type(dtype)}' for column, dtype in zip(columns, frame.dtypes, strict=True))
+        placeholders = ", ".join("?" for _ in columns)
+        rows = [tuple(None if _missing(value) else _plain(value) for value in row)
+                for row in frame.itertuples(index=False, name=None)]
+        with self.exclusive(), self.connect() as con:
+            cursor = con.cursor()
+            cursor.execute("begin")
+            try:
+                cursor.execute(f'create schema if not exists "{quote_safe(schema)}"')
+                cursor.execute(f"drop table if exists {target}")
+                cursor.execute(f"create table {target} ({types})")
+                if rows:
+                    cursor.executemany(self._param(f"insert into {target} values ({placeholders})"), rows)
+                cursor.execute("commit")
+            except Exception:
+                cursor.execute("rollback")
+                raise
+        return len(rows)
+
     def create_views(self, schema: str, views: dict[str, str]) -> None:
         """Views `schema`.`name` as `select` (SQL the platform wrote), replaced in one transaction."""
         statements = [f'create schema if not exists "{quote_safe(schema)}"']
@@ -156,6 +193,23 @@ class Warehouse(dg.ConfigurableResource):
         found = self.rows(self._VIEWS_SQL, [schema, table])
         match = re.search(r'from\s+"?([a-z0-9_]+)"?\s*\.', found[0][0], re.IGNORECASE) if found else None
         return match.group(1) if match else None
+
+
+def _sql_type(dtype: Any) -> str:
+    """A column type both warehouses spell the same way, from a pandas dtype."""
+    kind = getattr(dtype, "kind", "O")
+    return {"b": "boolean", "i": "bigint", "u": "bigint", "f": "double precision", "M": "timestamp"}.get(kind, "text")
+
+
+def _missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and value != value)  # NaN
+
+
+def _plain(value: Any) -> Any:
+    """numpy scalars and pandas timestamps as the Python values DB-API drivers take."""
+    if hasattr(value, "to_pydatetime"):
+        return value.to_pydatetime()
+    return value.item() if hasattr(value, "item") else value
 
 
 class DuckDBWarehouse(Warehouse):

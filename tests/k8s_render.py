@@ -46,11 +46,13 @@ def k8s_launcher_instance_config(kubeconfig: Path) -> dict[str, Any]:
     }}}
 
 
-def render_step_job(defs: dg.Definitions, step_key: str, instance: dg.DagsterInstance) -> tuple[dict[str, Any], str]:
-    """The Job manifest (camelCase, as kubectl shows it) and namespace the step's launch would create."""
+def render_step_job(defs: dg.Definitions, step_key: str, instance: dg.DagsterInstance,
+                    job_name: str | None = None) -> tuple[dict[str, Any], str]:
+    """The Job manifest (camelCase, as kubectl shows it) and namespace the step's launch would create,
+    for a step of `job_name` (default: the asset graph's)."""
     import kubernetes
 
-    job_def = defs.resolve_implicit_global_asset_job_def()
+    job_def = defs.resolve_job_def(job_name) if job_name else defs.resolve_implicit_global_asset_job_def()
     origin = ReconstructableJob(
         ReconstructableRepository.for_module("platform_assets.definitions", "defs"), job_def.name
     ).get_python_origin()

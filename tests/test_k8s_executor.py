@@ -101,6 +101,30 @@ def test_gpu_training_step_job_gets_gpu_node_and_toleration(k8s_defs: dg.Definit
     assert annotations["cluster-autoscaler.kubernetes.io/safe-to-evict"] == "false"
 
 
+@pytest.mark.parametrize("compute", ["gpu-1", None])
+def test_a_batch_jobs_scheduled_run_steps_onto_its_compute_profile(k8s_catalog: Path, k8s_instance,
+                                                                   compute: str | None) -> None:
+    """Dagster's schedule with the k8s executor: the run's one step (the `scheduled_run` check) is a
+    pod on the job's profile, a GPU node when the spec asks for one."""
+    spec_file = copy_deliverable("churn-scoring", k8s_catalog, standalone=True) / "deliverable.yaml"
+    spec = yaml.safe_load(spec_file.read_text())
+    spec["compute"] = compute
+    spec_file.write_text(yaml.safe_dump(spec))
+    defs = build_definitions(load_settings())
+    job, _ = render_step_job(defs, "run_churn_scoring_prod_check", k8s_instance, job_name="run_churn_scoring_prod")
+
+    assert_valid_and_restricted(job)
+    pod = job["spec"]["template"]["spec"]
+    [container] = pod["containers"]
+    assert pod["serviceAccountName"] == "dagster-steps", "it launches a sandbox pod; it deploys nothing"
+    if compute == "gpu-1":
+        assert container["resources"]["limits"]["nvidia.com/gpu"] == "1"
+        assert pod["tolerations"] == [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
+    else:
+        assert "nvidia.com/gpu" not in json.dumps(job)
+        assert job["spec"]["template"]["metadata"]["labels"]["platform.delivery/compute"] == "cpu-small"
+
+
 def test_evaluate_and_deploy_of_a_gpu_deliverable_run_on_cpu(k8s_defs: dg.Definitions, k8s_instance) -> None:
     for step in ("churn_model__evaluate", "churn_model__staging"):
         job, _ = render_step_job(k8s_defs, step, k8s_instance)

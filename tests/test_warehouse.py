@@ -111,3 +111,21 @@ def test_duckdb_warehouse_admits_one_process_at_a_time_and_says_who_it_waited_fo
             assert con.execute("select 42").fetchall() == [(42,)]
     finally:
         holder.kill()
+
+
+def test_a_jobs_output_replaces_the_table_whole_with_its_types(warehouse: Warehouse) -> None:
+    import pandas as pd
+
+    first = pd.DataFrame({"customer_id": ["a", "b"], "score": [0.25, float("nan")], "rank": [1, 2],
+                          "flag": [True, False], "at": pd.to_datetime(["2026-12-04 02:00", "2026-12-04 02:01"])})
+    assert warehouse.replace_table("prod_ml_team", "scores", first) == 2
+    assert warehouse.rows('select customer_id, score, "rank", flag from prod_ml_team.scores order by 1') == [
+        ("a", 0.25, 1, True), ("b", None, 2, False)]
+    assert warehouse.describe("prod_ml_team", ["scores"])["scores"]["rows"] == 2
+
+    with pytest.raises(ValueError, match="not a safe SQL identifier"):
+        warehouse.replace_table("prod_ml_team", "scores", pd.DataFrame({"Bad Column": [1]}))
+    assert warehouse.rows("select count(*) from prod_ml_team.scores") == [(2,)], "a refused write changes nothing"
+
+    warehouse.replace_table("prod_ml_team", "scores", first.iloc[:1])
+    assert warehouse.rows("select customer_id from prod_ml_team.scores") == [("a",)]

@@ -13,6 +13,7 @@ from collections.abc import Iterable
 
 from platform_assets.handlers.base import KindHandler
 from platform_assets.handlers.dataset import DatasetHandler
+from platform_assets.handlers.job import JobHandler
 from platform_assets.handlers.model import ModelHandler
 from platform_assets.handlers.notebook import NotebookHandler
 from platform_assets.handlers.service import ServiceHandler
@@ -29,7 +30,7 @@ def _add(handler: KindHandler) -> None:
     HANDLERS[handler.kind] = handler
 
 
-for _builtin in (ServiceHandler(), DatasetHandler(), ModelHandler(), NotebookHandler()):
+for _builtin in (ServiceHandler(), DatasetHandler(), ModelHandler(), NotebookHandler(), JobHandler()):
     _add(_builtin)
 
 

@@ -18,7 +18,7 @@ from platform_assets.settings import PlatformSettings
 from platform_assets.specs import Deliverable, DeliverableSpec
 
 if TYPE_CHECKING:
-    from dagster import AssetKey, AssetsDefinition
+    from dagster import AssetKey, AssetsDefinition, Definitions
 
     from resources.artifact_store import ArtifactStore
     from resources.deploy_target import DeployTarget
@@ -90,6 +90,8 @@ class KindHandler(ABC):
     gates: ClassVar[tuple[str, ...]]
     resources: ClassVar[frozenset[str]] = frozenset()
     pool: ClassVar[str | None] = None
+    # Whether its steps read or write the warehouse (see `step_pool`).
+    warehouse_pool: ClassVar[bool] = False
     # Whether its deploys keep running (a process, a Deployment) that the runtime sensor watches.
     serves: ClassVar[bool] = False
     # Whether its version follows the files of its folder (the source sensor redelivers on a change).
@@ -97,6 +99,9 @@ class KindHandler(ABC):
     # Whether versions made outside the platform (registered in MLflow) are delivered too: the
     # registrations sensor and `deliver adopt` build them with `adoption_tags`.
     adopts: ClassVar[bool] = False
+    # The check on each environment asset whose latest evaluation `deliver status` shows as what
+    # happens there, for kinds that neither serve nor publish once (a batch job's `scheduled_run`).
+    status_check: ClassVar[str | None] = None
     # Whether what it serves is compared with its training data (the `drift` check per environment).
     watches_drift: ClassVar[bool] = False
     # The folder `deliver new <kind> NAME` copies into the catalog (scaffold.py: `{{name}}`,
@@ -119,7 +124,11 @@ class KindHandler(ABC):
         return False
 
     def step_pool(self, settings: PlatformSettings) -> str | None:
-        """The concurrency pool of this kind's steps under `settings` (default: `pool`)."""
+        """The concurrency pool of this kind's steps under `settings`: `duckdb` for kinds that read or
+        write the warehouse (`warehouse_pool`) while it is a DuckDB file, whose one writer per file is
+        a DuckDB limit (PostgreSQL runs them in parallel); otherwise `pool`."""
+        if self.warehouse_pool and settings.warehouse.type == "duckdb":
+            return "duckdb"
         return self.pool
 
     def build_deps(self, deliverable: Deliverable) -> list[AssetKey]:
@@ -131,6 +140,11 @@ class KindHandler(ABC):
     ) -> tuple[list[AssetsDefinition], list[str]]:
         """Assets the kind adds once for all its deliverables, and problems that kept some out."""
         return [], []
+
+    def kind_definitions(self, deliverables: list[Deliverable], settings: PlatformSettings) -> Definitions | None:
+        """Checks, jobs and schedules the kind adds for its deliverables (a batch job's scheduled runs),
+        merged into the code location; None: nothing."""
+        return None
 
     def spec_paths(self, spec: Any) -> dict[str, str]:
         """Each spec field naming a file or folder (field -> path relative to the spec's folder).

@@ -31,7 +31,7 @@ from platform_assets.handlers.dataset_checks import project_problems
 from platform_assets.settings import PlatformSettings, dbt_project_dir
 from platform_assets.specs import Deliverable, DeliverableSpec, StrictModel
 from resources.deploy_target import DeployFailed, DeployTarget
-from resources.warehouse import audit_schema, quote_safe
+from resources.warehouse import audit_schema, published_schema, table_claim
 
 if TYPE_CHECKING:
     from dagster import AssetKey, AssetsDefinition
@@ -100,12 +100,6 @@ def project_of(deliverable: Deliverable) -> DbtProject:
     return project_at(project_dir_of(deliverable))
 
 
-def published_schema(settings: PlatformSettings, environment: str, spec: Any) -> str:
-    """The environment's schema for this dataset's tables: per owning team or per dataset (platform.yaml)."""
-    space = spec.owner if settings.warehouse.namespace == "team" else spec.name
-    return quote_safe(f"{environment}_{space}".replace("-", "_"))
-
-
 class DatasetHandler(KindHandler):
     kind = "dataset"
     template = TEMPLATES / "dataset"
@@ -113,14 +107,10 @@ class DatasetHandler(KindHandler):
     spec_model = DatasetSpec
     gates = ("dbt_tests", "row_count_min", "freshness", "schema_contract")
     resources = frozenset({"warehouse"})
-    pool = "duckdb"
+    warehouse_pool = True  # dbt builds and publishes into it
 
     def data_max_age_hours(self, spec: Any) -> float | None:
         return spec.gates.freshness.max_age_hours if spec.gates.freshness else None  # `freshness: null`: none
-
-    def step_pool(self, settings: PlatformSettings) -> str | None:
-        """The `duckdb` pool only spares waits on the warehouse's own lock; PostgreSQL runs steps in parallel."""
-        return self.pool if settings.warehouse.type == "duckdb" else None
 
     def build_deps(self, deliverable: Deliverable) -> list[AssetKey]:
         try:
@@ -133,9 +123,8 @@ class DatasetHandler(KindHandler):
         """A dbt model is published by one dataset, and a published table has one publisher in its
         namespace: two would publish the same tables in turn."""
         spec, project = deliverable.spec, project_dir_of(deliverable)
-        space = f"team '{spec.owner}'" if settings.warehouse.namespace == "team" else f"dataset '{spec.name}'"
         claims = {f"dbt model '{model}' of {project}": "dataset.models" for model in spec.dataset.models}
-        claims.update({f"the published table '{model}' of {space}": "dataset.models" for model in spec.dataset.models})
+        claims.update({table_claim(settings, spec, model): "dataset.models" for model in spec.dataset.models})
         return claims
 
     def kind_assets(

@@ -35,7 +35,6 @@ from platform_assets.handlers.notebook_run import (
 )
 from platform_assets.handlers.spec_paths import resolve_in_folder
 from platform_assets.sandbox import PYTHON, SandboxTask
-from platform_assets.settings import PlatformSettings
 from platform_assets.specs import DeliverableSpec, Seconds, StrictModel
 from resources.deploy_target import DeployFailed, DeployTarget
 
@@ -83,15 +82,11 @@ class NotebookHandler(KindHandler):
     spec_model = NotebookSpec
     gates = ("executes", "outputs", "runtime_max")
     resources = frozenset({"warehouse", "report_store", "sandbox"})
-    pool = "duckdb"  # the inputs are exported from the DuckDB file, which a dbt build may be writing
+    warehouse_pool = True  # the inputs are exported from it
     follows_sources = True
 
     def publishes_on_schedule(self, spec: Any) -> bool:
         return bool(spec.schedule)
-
-    def step_pool(self, settings: PlatformSettings) -> str | None:
-        """The `duckdb` pool only spares waits on the warehouse's own lock; PostgreSQL runs steps in parallel."""
-        return self.pool if settings.warehouse.type == "duckdb" else None
 
     def spec_paths(self, spec: Any) -> dict[str, str]:
         return {"notebook.path": spec.notebook.path}

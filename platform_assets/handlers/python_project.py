@@ -10,18 +10,25 @@ project, and a crashing project cannot take the step down with it.
 from __future__ import annotations
 
 import json
+import posixpath
 import xml.etree.ElementTree as ET
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pydantic import Field, ValidationInfo, field_validator
+
 from platform_assets.fingerprint import copy_sources
-from platform_assets.handlers.base import BuildFailed
+from platform_assets.handlers.base import BuildFailed, GateResult
+from platform_assets.handlers.spec_paths import resolve_in_folder
 from platform_assets.sandbox import PYTHON, Sandbox, SandboxResult, SandboxTask
+from platform_assets.secret_store import SecretRef, check_variables
 from platform_assets.settings import ComputeProfile
+from platform_assets.specs import StrictModel
 
 JUNIT = ".platform-junit.xml"
+SHOWN = 5  # failing tests named in a gate's summary
 WHEELS = "dist"
 CONTRACT = "openapi.json"
 _EXPORT_OPENAPI = (
@@ -98,6 +105,58 @@ def run_tests(project: ProjectSandbox, tests: str, python_path: str, timeout_s: 
         report = TestReport(errors=1, failures=["pytest wrote no report"])
     report.output_tail = result.output
     return report
+
+
+class ProjectSettings(StrictModel):
+    """What the spec of a Python project (a service, a batch job) says about its source: where it
+    is, its Python path and tests in it, and what its code may see."""
+
+    source: str = "."
+    python_path: str = "src"
+    tests: str = "tests"
+    test_timeout_s: float = Field(default=600.0, gt=0)
+    env: dict[str, str] = Field(default_factory=dict)
+    # Variable name -> a key of a secret: secretKeyRef on Kubernetes, the local secret store here.
+    secrets: dict[str, SecretRef] = Field(default_factory=dict)
+
+    @field_validator("secrets")
+    @classmethod
+    def _secret_variables(cls, secrets: dict[str, SecretRef], info: ValidationInfo) -> dict[str, SecretRef]:
+        check_variables(secrets, info.data.get("env", {}))
+        return secrets
+
+    def paths(self, section: str) -> dict[str, str]:
+        """The spec fields naming its folders (`spec_paths`), under the kind's `section`."""
+        return {f"{section}.source": self.source,
+                f"{section}.python_path": posixpath.join(self.source, self.python_path),
+                f"{section}.tests": posixpath.join(self.source, self.tests)}
+
+
+def project_source(deliverable_path: Path, section: str, settings: ProjectSettings) -> Path:
+    """The project's source folder, which must exist inside the deliverable's folder."""
+    source = resolve_in_folder(deliverable_path, f"{section}.source", settings.source)
+    if not source.is_dir():
+        raise BuildFailed(f"{deliverable_path}: field '{section}.source': folder {source} does not exist")
+    return source
+
+
+class TestsGate(StrictModel):
+    min_passed: int = Field(default=1, ge=0)
+
+
+def tests_gate(tests: dict[str, Any], minimum: int) -> GateResult:
+    """The `tests` gate from a build's test report: all green and at least `minimum` passed
+    (gates.tests.min_passed), naming the first failing tests."""
+    passed = tests["failed"] == 0 and tests["errors"] == 0 and tests["passed"] >= minimum
+    summary = (
+        f"{tests['passed']} passed, {tests['failed']} failed, {tests['errors']} errors"
+        + ("" if tests["passed"] >= minimum else f"; at least {minimum} must pass (gates.tests.min_passed)")
+    )
+    if tests["failures"]:
+        shown = tests["failures"][:SHOWN]
+        more = len(tests["failures"]) - len(shown)
+        summary += "; failing: " + "; ".join(shown) + (f"; and {more} more" if more > 0 else "")
+    return GateResult("tests", passed, summary, {"failures": tests["failures"]})
 
 
 def _parse_junit(path: Path) -> TestReport:

@@ -11,13 +11,11 @@ exposes its request metrics at `/-/metrics`.
 
 from __future__ import annotations
 
-import posixpath
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, ValidationInfo, field_validator
+from pydantic import Field
 
 from platform_assets.compute import step_compute
 from platform_assets.fingerprint import source_digest
@@ -25,15 +23,19 @@ from platform_assets.handlers.base import TEMPLATES, BuildFailed, GateResult, Ki
 from platform_assets.handlers.python_project import (
     ProjectError,
     ProjectSandbox,
+    ProjectSettings,
+    TestsGate,
     build_wheel,
     export_openapi,
+    project_source,
     run_tests,
+    tests_gate,
 )
-from platform_assets.handlers.spec_paths import resolve_in_folder
+from platform_assets.handlers.upstreams import dependency_endpoints, dependency_env
 from platform_assets.handlers.wheel_install import install_isolated
 from platform_assets.model_token import SECRET_KEY, model_token, token_secret_name
 from platform_assets.openapi_compat import compare_contracts
-from platform_assets.secret_store import MissingSecret, SecretRef, check_variables, resolve, secret_refs
+from platform_assets.secret_store import MissingSecret, resolve, secret_refs
 from platform_assets.serving_metrics import served_command
 from platform_assets.slo import Slo
 from platform_assets.specs import DeliverableSpec, StrictModel
@@ -45,10 +47,6 @@ TEST_REPORT = "tests.json"
 CONTAINER_PORT = 8080  # deploy/service.Dockerfile exposes it
 
 
-class TestsGate(StrictModel):
-    min_passed: int = Field(default=1, ge=0)
-
-
 class ApiCompatibilityGate(StrictModel):
     allow_breaking_on_major: bool = False
 
@@ -58,23 +56,10 @@ class ServiceGates(StrictModel):
     api_compatibility: ApiCompatibilityGate = ApiCompatibilityGate()
 
 
-class ServiceSettings(StrictModel):
+class ServiceSettings(ProjectSettings):
     app: str = Field(pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$", description="ASGI app as module:attribute")
-    source: str = "."
-    python_path: str = "src"
-    tests: str = "tests"
     health_path: str = Field(default="/health", pattern=r"^/")
     startup_timeout_s: float = Field(default=30.0, gt=0, le=600)
-    test_timeout_s: float = Field(default=600.0, gt=0)
-    env: dict[str, str] = Field(default_factory=dict)
-    # Variable name -> a key of a secret: secretKeyRef on Kubernetes, the local secret store here.
-    secrets: dict[str, SecretRef] = Field(default_factory=dict)
-
-    @field_validator("secrets")
-    @classmethod
-    def _secret_variables(cls, secrets: dict[str, SecretRef], info: ValidationInfo) -> dict[str, SecretRef]:
-        check_variables(secrets, info.data.get("env", {}))
-        return secrets
 
 
 class ServiceSpec(DeliverableSpec):
@@ -84,7 +69,7 @@ class ServiceSpec(DeliverableSpec):
     slo: Slo | None = None
 
 
-SHOWN = 5  # breaking changes or failing tests named in a gate's summary
+SHOWN = 5  # breaking changes named in a gate's summary
 
 
 class ServiceHandler(KindHandler):
@@ -99,10 +84,7 @@ class ServiceHandler(KindHandler):
 
     def spec_paths(self, spec: Any) -> dict[str, str]:
         """The source folder, and the Python path and tests inside it."""
-        settings: ServiceSettings = spec.service
-        return {"service.source": settings.source,
-                "service.python_path": posixpath.join(settings.source, settings.python_path),
-                "service.tests": posixpath.join(settings.source, settings.tests)}
+        return spec.service.paths("service")
 
     def version(self, ctx: StageContext) -> str:
         return source_digest(_source(ctx))
@@ -141,21 +123,7 @@ class ServiceHandler(KindHandler):
         }
 
     def evaluate(self, ctx: StageContext, version: str, record: dict[str, Any]) -> list[GateResult]:
-        return [self._tests_gate(ctx, record), self._api_gate(ctx, version)]
-
-    def _tests_gate(self, ctx: StageContext, record: dict[str, Any]) -> GateResult:
-        tests = record["tests"]
-        minimum = ctx.spec.gates.tests.min_passed
-        passed = tests["failed"] == 0 and tests["errors"] == 0 and tests["passed"] >= minimum
-        summary = (
-            f"{tests['passed']} passed, {tests['failed']} failed, {tests['errors']} errors"
-            + ("" if tests["passed"] >= minimum else f"; at least {minimum} must pass (gates.tests.min_passed)")
-        )
-        if tests["failures"]:
-            shown = tests["failures"][:SHOWN]
-            more = len(tests["failures"]) - len(shown)
-            summary += "; failing: " + "; ".join(shown) + (f"; and {more} more" if more > 0 else "")
-        return GateResult("tests", passed, summary, {"failures": tests["failures"]})
+        return [tests_gate(record["tests"], ctx.spec.gates.tests.min_passed), self._api_gate(ctx, version)]
 
     def _api_gate(self, ctx: StageContext, version: str) -> GateResult:
         new = ctx.artifacts.get_json(ctx.name, version, CONTRACT)
@@ -268,42 +236,6 @@ def _api_summary(ctx: StageContext, report: Any, baseline: str | None, allow: bo
     return f"{found}. Keep them compatible, or, to break clients on purpose, {hint} (now {report.new_version})"
 
 
-@dataclass(frozen=True)
-class Upstreams:
-    """What a service needs to call the deliverables it depends on in one environment."""
-
-    urls: dict[str, str]  # <NAME>_URL
-    tokens: dict[str, str]  # <NAME>_TOKEN variable -> the upstream whose bearer token it holds
-    egress: tuple[tuple[str | None, int], ...]  # (namespace, port) of upstreams on Kubernetes
-
-
-def dependency_endpoints(ctx: StageContext, env: str) -> Upstreams:
-    """Each upstream served in `env`; resolved when deploying, so a redeploy follows where they run now."""
-    urls: dict[str, str] = {}
-    tokens: dict[str, str] = {}
-    egress: list[tuple[str | None, int]] = []
-    for upstream in ctx.spec.depends_on:
-        deployed = ctx.deployed_of(upstream, env)
-        if deployed is None or not deployed.metadata.get("url"):
-            continue
-        prefix = upstream.upper().replace("-", "_")
-        urls[f"{prefix}_URL"] = str(deployed.metadata["url"])
-        if deployed.metadata.get("auth") == "bearer":
-            tokens[f"{prefix}_TOKEN"] = upstream
-        if deployed.metadata.get("namespace") and deployed.metadata.get("port"):
-            egress.append((str(deployed.metadata["namespace"]), int(deployed.metadata["port"])))
-    return Upstreams(urls, tokens, tuple(egress))
-
-
-def dependency_env(ctx: StageContext, env: str) -> dict[str, str]:
-    """Upstream URLs and tokens as plain variables, for local processes and the build's tests (which
-    get the first environment's, so contract tests can call the real upstream). Each token is that
-    upstream's for `env` only: never the master, never another model's or environment's."""
-    upstreams = dependency_endpoints(ctx, env)
-    return {**upstreams.urls, **{name: model_token(ctx.settings, upstream, env)
-                                 for name, upstream in upstreams.tokens.items()}}
-
-
 def _project_sandbox(ctx: StageContext, source: Path, scratch: Path) -> ProjectSandbox:
     """The build's tests, wheel and contract see the spec's env and secrets and the first environment's
     upstreams (so contract tests can call them), nothing of the platform's."""
@@ -333,7 +265,4 @@ def _missing_secret(ctx: StageContext, exc: MissingSecret) -> str:
 
 
 def _source(ctx: StageContext) -> Path:
-    source = resolve_in_folder(ctx.deliverable.path, "service.source", ctx.spec.service.source)
-    if not source.is_dir():
-        raise BuildFailed(f"{ctx.deliverable.path}: field 'service.source': folder {source} does not exist")
-    return source
+    return project_source(ctx.deliverable.path, "service", ctx.spec.service)
