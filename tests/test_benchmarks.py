@@ -21,7 +21,7 @@ from bench_definitions import prepare_case
 
 
 def test_the_bare_module_defines_what_the_platform_defines_for_the_demo(tmp_path: Path) -> None:
-    case = prepare_case("demo", 6, PROJECT_ROOT / "catalog", tmp_path / "demo", tmp_path / "pycache")
+    case = prepare_case("demo", 7, PROJECT_ROOT / "catalog", tmp_path / "demo", tmp_path / "pycache")
 
     generated = (case.bare_dir / f"{case.bare_module}.py").read_text()
     assert "@dg.sensor(name='platform_promotion'" in generated and "@dg.asset" in generated

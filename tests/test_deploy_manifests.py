@@ -493,3 +493,28 @@ def test_the_runtime_sensor_may_only_read_deployments_where_the_platform_deploys
     [role] = [m for m in all_manifests() if m["kind"] == "ClusterRole"
               and m["metadata"]["name"] == "platform-runtime-reader"]
     assert role["rules"] == [{"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["get", "list"]}]
+
+
+def test_a_web_app_renders_as_its_image_with_the_environments_config() -> None:
+    """One image per version (deploy/webapp.Dockerfile), its environment's config as a variable:
+    the bundle is the same in staging and prod, the recommendations-api it calls is not."""
+    from platform_assets.handlers.webapp import CONFIG_ENV, IMAGE_ROOT, ROOT_ENV, WebappHandler
+
+    configs = {}
+    for env in ("staging", "prod"):
+        api = f"http://recommendations-api.recs-team-{env}.svc.cluster.local:8080"
+        ctx = stage_context("storefront", deployed_model={"url": api})
+        manifests = render(WebappHandler().workload(ctx, "6f7731411a87", env),
+                           RenderContext(env, f"recs-team-{env}", CODE_IMAGE))
+        assert [m["kind"] for m in manifests][:2] == ["Deployment", "Service"]
+        for manifest in manifests:
+            assert_valid_and_restricted(manifest)
+        [container] = manifests[0]["spec"]["template"]["spec"]["containers"]
+        values = {e["name"]: e.get("value") for e in container["env"]}
+        assert values[ROOT_ENV] == IMAGE_ROOT and values[SERVED_APP_ENV] == "platform_assets.webapp_server:app"
+        assert container["readinessProbe"]["httpGet"]["path"] == "/"
+        configs[env] = json.loads(values[CONFIG_ENV])
+        assert configs[env] == {"environment": env, "upstreams": {"recommendations-api": api}}
+    dockerfile = (DEPLOY / "webapp.Dockerfile").read_text()
+    assert "platform_assets/webapp_server.py" in dockerfile and f"PLATFORM_WEBAPP_ROOT={IMAGE_ROOT}" in dockerfile
+    assert re.search(r"^USER [1-9][0-9]*", dockerfile, re.MULTILINE)

@@ -17,6 +17,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import duckdb
 import pytest
 
 from platform_assets.settings import PROJECT_ROOT
@@ -73,5 +74,10 @@ def test_the_readme_everyday_commands_work_in_order_on_a_fresh_instance(tmp_path
     prod = {row["name"]: row["versions"]["prod"] for row in status}
     assert all(prod.values()), f"something is not in prod: {prod}"
     assert (home / "platform/reports/prod/segmentation-report/current/index.html").is_file()
+    assert "storefront/prod  ok  prod serves" in first.stdout and "/storefront/" in first.stdout
+    with duckdb.connect(str(home / "platform/warehouse.duckdb"), read_only=True) as db:
+        [(scores,)] = db.sql("select count(distinct customer_id) from prod_ml_team.churn_scores").fetchall()
+        [(customers,)] = db.sql("select count(*) from prod_analytics.customer_features").fetchall()
+    assert scores == customers > 0, (scores, customers)
     assert "promote of recommendations-api in prod" in second.stdout and "succeeded" in second.stdout
     assert "stopped recommendations-api in prod" in second.stdout

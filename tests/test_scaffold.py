@@ -2,7 +2,7 @@
 
 The delivery test runs on a copy of an instance where customer-features is published (the
 templates of the model, dataset and notebook read it), with the real stages: the service's tests
-and wheel, the model's training and MLflow registration, dbt, papermill, the job's dry run.
+and wheel, the model's training and MLflow registration, dbt, papermill, the job's dry run, npm and Chromium.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from tests.conftest import Platform
 STAGES = ("build", "evaluate", "staging", "prod")
 NEW = {"service": ("hello-api", "recs-team"), "model": ("churn-baseline", "ml-team"),
        "dataset": ("churn-summary", "analytics"), "notebook": ("churn-brief", "analytics"),
-       "job": ("churn-counts", "analytics")}
+       "job": ("churn-counts", "analytics"), "webapp": ("churn-page", "recs-team")}
 
 
 def test_every_built_in_kind_has_a_short_template() -> None:
@@ -35,7 +35,7 @@ def test_refusals_name_the_cause_and_write_nothing(tmp_path: Path, monkeypatch: 
                                                    capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.setenv("PLATFORM_CATALOG_DIR", str(tmp_path))
     (tmp_path / "taken").mkdir()
-    cases = {("gadget", "x"): "unknown kind 'gadget'; kinds: dataset, job, model, notebook, service",
+    cases = {("gadget", "x"): "unknown kind 'gadget'; kinds: dataset, job, model, notebook, service, webapp",
              ("service", "Not_A_Name"): "'Not_A_Name' is not a valid deliverable name",
              ("service", "taken"): "exists already",
              ("service", "y", "--owner", "nobody"): "'nobody' is not a team in"}

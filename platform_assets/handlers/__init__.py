@@ -17,6 +17,7 @@ from platform_assets.handlers.job import JobHandler
 from platform_assets.handlers.model import ModelHandler
 from platform_assets.handlers.notebook import NotebookHandler
 from platform_assets.handlers.service import ServiceHandler
+from platform_assets.handlers.webapp import WebappHandler
 from platform_assets.specs import DeliverableSpec
 from resources.k8s_manifests import register_renderer
 
@@ -30,7 +31,8 @@ def _add(handler: KindHandler) -> None:
     HANDLERS[handler.kind] = handler
 
 
-for _builtin in (ServiceHandler(), DatasetHandler(), ModelHandler(), NotebookHandler(), JobHandler()):
+for _builtin in (ServiceHandler(), DatasetHandler(), ModelHandler(), NotebookHandler(), JobHandler(),
+                 WebappHandler()):
     _add(_builtin)
 
 
