@@ -229,6 +229,29 @@ def test_customer_features_through_prod_on_postgres(
     assert not (datasets.home / "platform" / "warehouse.duckdb").exists(), "nothing went to DuckDB"
 
 
+def test_on_postgres_two_datasets_build_at_the_same_time(
+    datasets: Platform, postgres_db: PostgresServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No pool on PostgreSQL: one run's two dataset builds (different deliverables) overlap on the
+    multiprocess executor, as the run's step timeline shows (each step's start and success events).
+    On DuckDB the `duckdb` pool (limit 1 in deploy/dagster.local.yaml) runs them one after the other."""
+    config = yaml.safe_load((PROJECT_ROOT / "platform.yaml").read_text())
+    config["warehouse"] = {"type": "postgres", "host": postgres_db.host, "port": postgres_db.port,
+                           "dbname": postgres_db.dbname, "user": postgres_db.user}
+    (tmp_path / "platform.yaml").write_text(yaml.safe_dump(config))
+    monkeypatch.setenv("PLATFORM_CONFIG", str(tmp_path / "platform.yaml"))
+    monkeypatch.setenv("PLATFORM_PG_PASSWORD", postgres_db.password)
+    materialize_with_cli([f"{name}/build" for name in (DATASET, "customer-segments")])  # a fresh process
+    [run] = datasets.instance.get_run_records(limit=1)
+    steps: dict[str, dict[str, float]] = {}
+    for record in datasets.instance.get_records_for_run(run.dagster_run.run_id).records:
+        event = record.event_log_entry
+        if event.dagster_event and event.dagster_event.event_type_value in ("STEP_START", "STEP_SUCCESS"):
+            steps.setdefault(event.step_key, {})[event.dagster_event.event_type_value] = event.timestamp
+    (a_start, a_end), (b_start, b_end) = ((t["STEP_START"], t["STEP_SUCCESS"]) for t in steps.values())
+    assert len(steps) == 2 and max(a_start, b_start) < min(a_end, b_end), f"the builds did not overlap: {steps}"
+
+
 def test_dbt_project_that_does_not_parse_takes_nothing_else_down(datasets: Platform) -> None:
     marts = dbt_project_dir() / "models" / "marts" / "_marts.yml"
     marts.write_text(marts.read_text() + "\n  - name: [unclosed\n")
