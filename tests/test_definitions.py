@@ -18,7 +18,7 @@ from tests.conftest import PROJECT_ROOT, Platform
 
 HEAVY = ["dbt", "dagster_dbt", "duckdb", "kubernetes", "sklearn", "papermill", "boto3", "pandas", "fastapi", "uvicorn",
          "mlflow", "skops", "matplotlib", "httpx", "dagster_k8s", "dagster_aws", "dagster_postgres", "botocore",
-         "nbconvert", "nbformat", "jupyter_client", "scipy", "prometheus_client"]
+         "nbconvert", "nbformat", "jupyter_client", "scipy", "prometheus_client", "playwright", "starlette"]
 
 
 @pytest.fixture(autouse=True)
@@ -202,7 +202,7 @@ print(json.dumps([sorted(m for m in {HEAVY!r} if m in sys.modules), len(keys), k
                                cwd=PROJECT_ROOT, env=env)
     imported, asset_count, kinds = json.loads(completed.stdout.splitlines()[-1])
     assert imported == []
-    assert kinds == ["dataset", "model", "notebook", "service"] and asset_count > 15, \
+    assert kinds == ["dataset", "job", "model", "notebook", "service", "webapp"] and asset_count > 15, \
         "the probe loaded the whole demo catalog"
 
 
