@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml
 ## The dbt manifest is prepared here (into .platform/dbt/, keyed by the project's content), not parsed on
 ## a definitions load.
 install: $(STAMP)
-	$(BIN)/python -m platform_assets.dbt_manifest >/dev/null
+	$(BIN)/python -m platform_assets.kinds.dataset.dbt_manifest >/dev/null
 
 ## UI and daemon on the embedded default: SQLite, local deploy targets, the demo catalog.
 dev: install

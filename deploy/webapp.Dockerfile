@@ -21,7 +21,10 @@ RUN groupadd --gid 10001 service \
     && pip install "uvicorn>=0.29" "starlette>=0.37" "prometheus-client>=0.20,<1"
 # The serving wrapper and the static server: stdlib, Starlette and prometheus-client modules only.
 COPY platform_assets/__init__.py platform_assets/serving.py platform_assets/serving_metrics.py \
-     platform_assets/webapp_server.py /opt/platform/platform_assets/
+     /opt/platform/platform_assets/
+COPY platform_assets/kinds/__init__.py /opt/platform/platform_assets/kinds/
+COPY platform_assets/kinds/webapp/__init__.py platform_assets/kinds/webapp/server.py \
+     /opt/platform/platform_assets/kinds/webapp/
 ENV PYTHONPATH=/opt/platform
 ARG SITE
 COPY ${SITE} /site

@@ -204,7 +204,7 @@ class ModelServingConfig(_Strict):
     # On Kubernetes a model server and its callers read their pair's token from this Secret (key
     # `token`) in their own namespace, never from a manifest; `{model}` and `{env}` are filled in.
     token_secret: str = Field(default="model-token-{model}-{env}", pattern=r"^[a-z0-9][-a-z0-9{}]*[a-z0-9}]$")
-    # Image that runs platform_assets.model_server on Kubernetes; unset: the code location's image.
+    # Image that runs platform_assets.kinds.model.server on Kubernetes; unset: the code location's image.
     image: str | None = None
     # Secrets whose keys become the server's environment (artifact store credentials, for instance).
     env_secrets: list[str] = Field(default_factory=list)
@@ -230,7 +230,7 @@ class ModelsConfig(_Strict):
     """
 
     trusted_types: list[TypeName] = Field(default_factory=list)
-    # When the `drift` check of every served model runs (cron, UTC): platform_assets/drift_check.py.
+    # When the `drift` check of every served model runs (cron, UTC): platform_assets/kinds/model/drift_check.py.
     drift_schedule: Annotated[str, AfterValidator(cron)] = "*/30 * * * *"
 
 

@@ -303,8 +303,8 @@ def test_paths_inside_the_folder_and_symlinks_within_it_are_fine(tmp_path: Path)
 def test_build_steps_resolve_spec_paths_inside_the_folder_too(tmp_path: Path) -> None:
     """A symlink swapped in after the catalog loaded: the build refuses it too, naming file and field."""
     from platform_assets.handlers.base import BuildFailed
-    from platform_assets.handlers.model_training import trainer_source
     from platform_assets.handlers.spec_paths import resolve_in_folder
+    from platform_assets.kinds.model.training import trainer_source
 
     path = write(tmp_path, "churn", model("churn", "train.py:train"))
     (tmp_path / "elsewhere.py").write_text("def train(features, labels, params):\n    return None\n")

@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from platform_assets.handlers.base import Deployed, StageContext
-from platform_assets.handlers.model_workload import MODEL_URI_ANNOTATION
+from platform_assets.kinds.model.workload import MODEL_URI_ANNOTATION
 from platform_assets.model_token import model_token, sample_token
 from platform_assets.serving_metrics import METRICS_PATH, SERVED_APP_ENV, WRAPPER
 from platform_assets.settings import PROJECT_ROOT, load_settings
@@ -254,7 +254,7 @@ def test_an_unknown_workload_kind_names_the_registry() -> None:
     workload = service_workload("cpu-small")
     with pytest.raises(ValueError, match=r"no Kubernetes renderer for workload kind 'batch'.*workload_renderers"):
         render(Workload(**{**workload.__dict__, "kind": "batch"}), CTX)
-    assert RENDERERS["model-server"].__module__ == "platform_assets.handlers.model_workload", "the model kind's own"
+    assert RENDERERS["model-server"].__module__ == "platform_assets.kinds.model.workload", "the model kind's own"
 
 
 def test_a_kind_brings_its_own_kubernetes_shape_and_cannot_take_anothers(kind_registry: None) -> None:
@@ -387,7 +387,7 @@ def stage_context(name: str, settings_path: Path = PRODUCTION, deployed_model: d
 
 @pytest.mark.parametrize("serving_compute", [None, "gpu-1"])
 def test_rendered_model_server_is_valid_restricted_and_keeps_the_token_secret(serving_compute: str | None) -> None:
-    from platform_assets.handlers.model import ModelHandler
+    from platform_assets.kinds.model.handler import ModelHandler
 
     ctx = stage_context("churn-model")
     model = ctx.spec.model.model_copy(update={"serving_compute": serving_compute})
@@ -421,7 +421,7 @@ def test_rendered_model_server_is_valid_restricted_and_keeps_the_token_secret(se
     assert container["envFrom"] == [{"secretRef": {"name": n}} for n in ctx.settings.model_serving.env_secrets]
     assert container["readinessProbe"]["httpGet"]["path"] == "/health"
     assert container["command"][:5] == ["python", "-m", "uvicorn", "--factory", WRAPPER]
-    assert env[SERVED_APP_ENV]["value"] == "platform_assets.model_server:app"
+    assert env[SERVED_APP_ENV]["value"] == "platform_assets.kinds.model.server:app"
     assert_scraped(deployment, manifests[2], 8080)
     gpu = serving_compute == "gpu-1"
     assert ("nvidia.com/gpu" in container["resources"]["limits"]) is gpu
@@ -434,7 +434,7 @@ def test_rendered_model_server_is_valid_restricted_and_keeps_the_token_secret(se
 
 
 def test_a_service_on_kubernetes_calls_the_model_of_its_environment() -> None:
-    from platform_assets.handlers.service import ServiceHandler
+    from platform_assets.kinds.service.handler import ServiceHandler
 
     model = {"url": "http://churn-model.ml-team-staging.svc.cluster.local", "namespace": "ml-team-staging",
              "port": 8080, "auth": "bearer"}
@@ -459,7 +459,7 @@ def test_a_service_on_kubernetes_calls_the_model_of_its_environment() -> None:
 
 
 def test_a_model_server_needs_a_tracking_server_on_kubernetes(tmp_path: Path) -> None:
-    from platform_assets.handlers.model import ModelHandler
+    from platform_assets.kinds.model.handler import ModelHandler
     from resources.deploy_target import DeployFailed
 
     raw = yaml.safe_load(PRODUCTION.read_text())
@@ -498,7 +498,7 @@ def test_the_runtime_sensor_may_only_read_deployments_where_the_platform_deploys
 def test_a_web_app_renders_as_its_image_with_the_environments_config() -> None:
     """One image per version (deploy/webapp.Dockerfile), its environment's config as a variable:
     the bundle is the same in staging and prod, the recommendations-api it calls is not."""
-    from platform_assets.handlers.webapp import CONFIG_ENV, IMAGE_ROOT, ROOT_ENV, WebappHandler
+    from platform_assets.kinds.webapp.handler import CONFIG_ENV, IMAGE_ROOT, ROOT_ENV, WebappHandler
 
     configs = {}
     for env in ("staging", "prod"):
@@ -511,10 +511,10 @@ def test_a_web_app_renders_as_its_image_with_the_environments_config() -> None:
             assert_valid_and_restricted(manifest)
         [container] = manifests[0]["spec"]["template"]["spec"]["containers"]
         values = {e["name"]: e.get("value") for e in container["env"]}
-        assert values[ROOT_ENV] == IMAGE_ROOT and values[SERVED_APP_ENV] == "platform_assets.webapp_server:app"
+        assert values[ROOT_ENV] == IMAGE_ROOT and values[SERVED_APP_ENV] == "platform_assets.kinds.webapp.server:app"
         assert container["readinessProbe"]["httpGet"]["path"] == "/"
         configs[env] = json.loads(values[CONFIG_ENV])
         assert configs[env] == {"environment": env, "upstreams": {"recommendations-api": api}}
     dockerfile = (DEPLOY / "webapp.Dockerfile").read_text()
-    assert "platform_assets/webapp_server.py" in dockerfile and f"PLATFORM_WEBAPP_ROOT={IMAGE_ROOT}" in dockerfile
+    assert "platform_assets/kinds/webapp/server.py" in dockerfile and f"PLATFORM_WEBAPP_ROOT={IMAGE_ROOT}" in dockerfile
     assert re.search(r"^USER [1-9][0-9]*", dockerfile, re.MULTILINE)

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from platform_assets.drift import feature_drift, markdown_table, plot, psi
+from platform_assets.kinds.model.drift import feature_drift, markdown_table, plot, psi
 
 
 def population(rows: int, seed: int, shift: float = 0.0, premium_share: float = 0.3) -> pd.DataFrame:

@@ -13,8 +13,8 @@ import pytest
 
 from platform_assets.catalog import load_catalog
 from platform_assets.definitions import build_definitions
-from platform_assets.handlers.job import SCHEDULED_RUN
-from platform_assets.handlers.job_schedule import job_name
+from platform_assets.kinds.job.handler import SCHEDULED_RUN
+from platform_assets.kinds.job.schedule import job_name
 from platform_assets.records import env_key
 from platform_assets.status import NO_RUN, collect_status, format_table
 from resources.local_process import LocalProcessTarget

@@ -234,7 +234,7 @@ def test_notebook_kernel_sees_no_platform_credential(credentials: Platform) -> N
 
 
 def test_manifest_targets_get_secret_references_never_values(credentials: Platform) -> None:
-    from platform_assets.handlers.service import ServiceHandler
+    from platform_assets.kinds.service.handler import ServiceHandler
     from resources.k8s_manifests import RenderContext, render
     from tests.test_deploy_manifests import stage_context
 

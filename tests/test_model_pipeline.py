@@ -183,7 +183,8 @@ def test_model_imports_nothing_heavy_at_load() -> None:
     import subprocess
     import sys
 
-    code = ("import sys, platform_assets.handlers.model, platform_assets.model_token, platform_assets.model_runner; "
+    code = ("import sys, platform_assets.kinds.model.handler, platform_assets.model_token, "
+            "platform_assets.kinds.model.runner; "
             "print(sorted(m for m in ('mlflow', 'sklearn', 'skops', 'pandas', 'matplotlib') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=PROJECT_ROOT, check=True)
     assert out.stdout.strip() == "[]"
@@ -211,8 +212,8 @@ def register_from_a_notebook(platform: Platform, params: dict, trusted_types: li
     import mlflow
     from mlflow.models import infer_signature
 
-    from platform_assets.handlers.model_training import features_and_label, normalise
-    from platform_assets.training_view import read_training_view
+    from platform_assets.kinds.model.training import features_and_label, normalise
+    from platform_assets.kinds.model.training_view import read_training_view
 
     spec = yaml.safe_load((platform.catalog / MODEL / "deliverable.yaml").read_text())["model"]
     if all_rows:
@@ -342,7 +343,7 @@ def served_population(platform: Platform) -> Any:
     """The features of the published table, as callers would send them (JSON-ready records)."""
     import duckdb
 
-    from platform_assets.handlers.model_training import normalise
+    from platform_assets.kinds.model.training import normalise
 
     spec = yaml.safe_load((platform.catalog / MODEL / "deliverable.yaml").read_text())["model"]
     with duckdb.connect(str(platform.home / "platform" / "warehouse.duckdb"), read_only=True) as db:
@@ -360,8 +361,8 @@ def serve(platform: Platform, env: str, frame: Any) -> None:
 
 def run_drift_check(platform: Platform, env: str) -> dg.AssetCheckEvaluation:
     """What the `platform_model_drift` schedule runs, for one model and environment."""
-    from platform_assets.drift_check import DRIFT_CHECK, drift_checks
     from platform_assets.factory import build_assets
+    from platform_assets.kinds.model.drift_check import DRIFT_CHECK, drift_checks
     from platform_assets.records import env_key
     from platform_assets.resources_config import platform_resources
 

@@ -17,7 +17,7 @@ import pytest
 from platform_assets.catalog import load_catalog
 from platform_assets.definitions import build_definitions
 from platform_assets.delivery_actions import history
-from platform_assets.model_safety import ALLOW_PICKLE_ENV, HOW_TO_LOG, UnsafeModel, load_version, model_problems
+from platform_assets.kinds.model.safety import ALLOW_PICKLE_ENV, HOW_TO_LOG, UnsafeModel, load_version, model_problems
 from platform_assets.model_token import master_token, model_token
 from platform_assets.resources_config import platform_resources
 from platform_assets.settings import PROJECT_ROOT
@@ -123,7 +123,7 @@ def test_a_pickle_model_from_a_notebook_is_not_adopted_and_never_loaded(models: 
     import mlflow
     from mlflow.exceptions import MlflowException
 
-    from platform_assets.model_server import load
+    from platform_assets.kinds.model.server import load
 
     marker = tmp_path / "unpickled"
     requests, cursor = tick_registrations(models, None)

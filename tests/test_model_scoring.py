@@ -77,8 +77,8 @@ def test_a_classifier_logged_with_the_default_predict_is_scored_on_probabilities
     from sklearn.metrics import roc_auc_score
     from sklearn.svm import SVC
 
-    from platform_assets.handlers.model_build import score_model
-    from platform_assets.model_safety import load_version
+    from platform_assets.kinds.model.build import score_model
+    from platform_assets.kinds.model.safety import load_version
 
     rng = np.random.default_rng(3)
     x = pd.DataFrame({"a": rng.normal(size=400), "b": rng.normal(size=400)})

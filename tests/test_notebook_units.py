@@ -14,8 +14,8 @@ from nbformat.v4 import new_code_cell, new_notebook, new_output
 from platform_assets.catalog import load_catalog
 from platform_assets.expectations import Expectation as OutputExpectation
 from platform_assets.handlers.base import BuildFailed, StageContext
-from platform_assets.handlers.notebook import NotebookHandler
-from platform_assets.handlers.notebook_run import OUTPUTS_MIME, execute
+from platform_assets.kinds.notebook.handler import NotebookHandler
+from platform_assets.kinds.notebook.run import OUTPUTS_MIME, execute
 from platform_assets.settings import load_settings
 from resources.artifact_store import LocalArtifactStore
 from resources.report_store import LocalReportStore

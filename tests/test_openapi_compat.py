@@ -1,4 +1,4 @@
-"""Tests for platform_assets.openapi_compat: one rule per test, breaking and non-breaking direction."""
+"""Tests for platform_assets.kinds.service.openapi_compat: one rule per test, breaking and non-breaking direction."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from platform_assets.openapi_compat import BreakingChange, CompatibilityReport, compare_contracts
+from platform_assets.kinds.service.openapi_compat import BreakingChange, CompatibilityReport, compare_contracts
 
 STRING: dict[str, Any] = {"type": "string"}
 INTEGER: dict[str, Any] = {"type": "integer"}

@@ -12,12 +12,12 @@ import importlib
 from collections.abc import Iterable
 
 from platform_assets.handlers.base import KindHandler
-from platform_assets.handlers.dataset import DatasetHandler
-from platform_assets.handlers.job import JobHandler
-from platform_assets.handlers.model import ModelHandler
-from platform_assets.handlers.notebook import NotebookHandler
-from platform_assets.handlers.service import ServiceHandler
-from platform_assets.handlers.webapp import WebappHandler
+from platform_assets.kinds.dataset.handler import DatasetHandler
+from platform_assets.kinds.job.handler import JobHandler
+from platform_assets.kinds.model.handler import ModelHandler
+from platform_assets.kinds.notebook.handler import NotebookHandler
+from platform_assets.kinds.service.handler import ServiceHandler
+from platform_assets.kinds.webapp.handler import WebappHandler
 from platform_assets.specs import DeliverableSpec
 from resources.k8s_manifests import register_renderer
 

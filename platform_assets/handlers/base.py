@@ -78,9 +78,6 @@ class StageContext:
         return self.artifacts.get_json(self.name, version, BUILD_RECORD)
 
 
-TEMPLATES = Path(__file__).parent / "templates"  # the built-in kinds' `deliver new` templates
-
-
 class KindHandler(ABC):
     """One per kind. Adding a kind means writing one of these, not touching the pipeline."""
 
@@ -104,7 +101,8 @@ class KindHandler(ABC):
     status_check: ClassVar[str | None] = None
     # Whether what it serves is compared with its training data (the `drift` check per environment).
     watches_drift: ClassVar[bool] = False
-    # The folder `deliver new <kind> NAME` copies into the catalog (scaffold.py: `{{name}}`,
+    # The folder `deliver new <kind> NAME` copies into the catalog (a built-in kind's `template/` beside
+    # its handler; scaffold.py: `{{name}}`,
     # `{{package}}` and `{{owner}}` are replaced in file contents, `__package__` in paths); None: no template.
     template: ClassVar[Path | None] = None
     # Kubernetes shapes of its own, by the `Workload.kind` its `workload()` returns (render functions

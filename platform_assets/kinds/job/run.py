@@ -20,7 +20,7 @@ from platform_assets.handlers.upstreams import dependency_env
 from platform_assets.sandbox import PYTHON, SandboxTask
 from platform_assets.secret_store import secret_refs
 
-RUNNER = Path(__file__).with_name("job_runner.py")
+RUNNER = Path(__file__).with_name("runner.py")
 INPUTS, OUT, JOB, RESULT, OUTPUT = "inputs", "out", "job.json", "result.json", "output.parquet"
 
 

@@ -17,9 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 from platform_assets.fingerprint import source_digest
 from platform_assets.handlers.base import BuildFailed, StageContext
-from platform_assets.handlers.dataset import pinned_table
-from platform_assets.handlers.model_sandbox import check_in_sandbox, train_in_sandbox, trusted_types
-from platform_assets.model_safety import (
+from platform_assets.kinds.dataset.handler import pinned_table
+from platform_assets.kinds.model.safety import (
     HOW_TO_LOG,
     UnsafeModel,
     deserialization_allowed,
@@ -30,12 +29,13 @@ from platform_assets.model_safety import (
     read_flavors,
     recorded_trusted_types,
 )
+from platform_assets.kinds.model.sandbox import check_in_sandbox, train_in_sandbox, trusted_types
 from resources.mlflow_registry import FINGERPRINT_TAG
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from platform_assets.handlers.model import ModelSettings
+    from platform_assets.kinds.model.handler import ModelSettings
     from resources.mlflow_registry import MlflowRegistry
     from resources.warehouse import Warehouse
 
@@ -75,7 +75,7 @@ def training_view_of(name: str, table: str) -> tuple[str, str]:
 
 def read_view(warehouse: Warehouse, schema: str, view: str) -> pd.DataFrame:
     """The one reader of training views (the platform's and a hand-in's): plain numpy dtypes."""
-    from platform_assets.handlers.model_training import normalise
+    from platform_assets.kinds.model.training import normalise
 
     return normalise(warehouse.frame(schema, view))
 
@@ -83,7 +83,7 @@ def read_view(warehouse: Warehouse, schema: str, view: str) -> pd.DataFrame:
 def training_data(ctx: StageContext) -> TrainingData:
     """Publishes the training view of the pinned dataset version (every row outside the holdout)
     and reads it back through the same reader a hand-in uses, so both train on the same rows."""
-    from platform_assets.handlers.model_training import features_and_label, holdout_predicate, normalise
+    from platform_assets.kinds.model.training import features_and_label, holdout_predicate, normalise
 
     settings: ModelSettings = ctx.spec.model
     warehouse: Warehouse = ctx.resources.warehouse
@@ -116,7 +116,7 @@ def train(ctx: StageContext, data: TrainingData) -> dict[str, Any]:
     from mlflow.data.code_dataset_source import CodeDatasetSource
     from mlflow.models import infer_signature
 
-    from platform_assets.handlers.model_training import classification_metrics, positive_scores
+    from platform_assets.kinds.model.training import classification_metrics, positive_scores
 
     settings: ModelSettings = ctx.spec.model
     registry = registry_of(ctx)
@@ -172,7 +172,7 @@ def adopt(ctx: StageContext, version: str, data: TrainingData) -> dict[str, Any]
     here, scored on the same holdout a platform build would use, and gated like any other."""
     from mlflow.exceptions import MlflowException
 
-    from platform_assets.handlers.model_training import training_digest
+    from platform_assets.kinds.model.training import training_digest
 
     registry = registry_of(ctx)
     client = registry.client()
@@ -271,7 +271,7 @@ def score(ctx: StageContext, version: str, holdout: pd.DataFrame, label: str) ->
 
 
 def score_model(model: Any, version: str, holdout: pd.DataFrame, label: str) -> dict[str, Any]:
-    from platform_assets.handlers.model_training import classification_metrics, classifier_scores
+    from platform_assets.kinds.model.training import classification_metrics, classifier_scores
 
     try:
         scores = classifier_scores(model, holdout.drop(columns=[label]))

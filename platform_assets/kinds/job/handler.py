@@ -19,8 +19,7 @@ from pydantic import Field, field_validator
 
 from platform_assets.compute import step_compute
 from platform_assets.fingerprint import source_digest
-from platform_assets.handlers.base import TEMPLATES, BuildFailed, GateResult, KindHandler, StageContext
-from platform_assets.handlers.job_run import JobRun, job_inputs, run_job, upstream_tables
+from platform_assets.handlers.base import BuildFailed, GateResult, KindHandler, StageContext
 from platform_assets.handlers.python_project import (
     ProjectError,
     ProjectSandbox,
@@ -32,6 +31,7 @@ from platform_assets.handlers.python_project import (
     tests_gate,
 )
 from platform_assets.handlers.wheel_install import install_isolated
+from platform_assets.kinds.job.run import JobRun, job_inputs, run_job, upstream_tables
 from platform_assets.secret_store import MissingSecret, secret_refs
 from platform_assets.settings import PlatformSettings
 from platform_assets.specs import Deliverable, DeliverableSpec, StrictModel, cron
@@ -77,7 +77,7 @@ class JobSpec(DeliverableSpec):
 
 class JobHandler(KindHandler):
     kind = "job"
-    template = TEMPLATES / "job"
+    template = Path(__file__).with_name("template")
     technology = "python"
     spec_model = JobSpec
     gates = ("tests", "dry_run")
@@ -96,7 +96,7 @@ class JobHandler(KindHandler):
     def kind_definitions(self, deliverables: list[Deliverable], settings: PlatformSettings) -> dg.Definitions | None:
         if not deliverables:
             return None
-        from platform_assets.handlers.job_schedule import scheduled_runs
+        from platform_assets.kinds.job.schedule import scheduled_runs
 
         return scheduled_runs(deliverables, settings)
 

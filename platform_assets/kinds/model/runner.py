@@ -1,4 +1,4 @@
-"""What runs inside the sandbox for a model: `python -m platform_assets.model_runner train|check`.
+"""What runs inside the sandbox for a model: `python -m platform_assets.kinds.model.runner train|check`.
 
 The platform prepares the working folder (the current directory): `task.json` and the inputs it
 names. `train` imports the deliverable's trainer from its copied folder, calls
@@ -90,7 +90,7 @@ COMMANDS = {"train": train, "check": check}
 
 def main(argv: list[str]) -> None:
     if len(argv) != 1 or argv[0] not in COMMANDS:
-        raise SystemExit(f"usage: python -m platform_assets.model_runner {{{'|'.join(COMMANDS)}}}")
+        raise SystemExit(f"usage: python -m platform_assets.kinds.model.runner {{{'|'.join(COMMANDS)}}}")
     COMMANDS[argv[0]](json.loads(Path(TASK_FILE).read_text()))
 
 

@@ -3,7 +3,7 @@
 A non-blocking asset check `drift` on each `<model>/<env>` (one `multi_asset_check` for the whole
 catalog, subsettable, so a run may check one model or all of them) compares the inputs the
 model server saw most recently (its ring buffer, read from `/-/sample` with the platform's token)
-with the holdout of the version it serves, per feature (platform_assets/drift.py), and puts the
+with the holdout of the version it serves, per feature (platform_assets/kinds/model/drift.py), and puts the
 figures, a table and a plot in the check's metadata. The schedule `platform_model_drift`
 (platform.yaml `models.drift_schedule`) runs it; a failed check of a model whose spec says
 `on_drift: retrain` makes the drift trigger (sensors/triggers.py) request a rebuild.
@@ -19,7 +19,7 @@ import dagster as dg
 
 from platform_assets.catalog import Catalog
 from platform_assets.handlers import get_handler
-from platform_assets.handlers.model import HOLDOUT
+from platform_assets.kinds.model.handler import HOLDOUT
 from platform_assets.model_token import sample_token
 from platform_assets.records import env_key, latest
 from platform_assets.serving_metrics import SAMPLE_PATH
@@ -63,7 +63,7 @@ def check_drift(instance: dg.DagsterInstance, artifacts: ArtifactStore, delivera
     """Compare what `deliverable` serves in `env` now with the holdout of the version it serves."""
     import pandas as pd
 
-    from platform_assets.drift import feature_drift, markdown_table, plot
+    from platform_assets.kinds.model.drift import feature_drift, markdown_table, plot
 
     name, drift = deliverable.name, deliverable.spec.model.drift
     key = env_key(name, env)

@@ -1,7 +1,7 @@
 """The model server: `/predict` and `/health` for one registered model alias.
 
 Started per environment by a deploy target, like a service:
-`uvicorn platform_assets.model_server:app`, configured by environment variables. It resolves
+`uvicorn platform_assets.kinds.model.server:app`, configured by environment variables. It resolves
 `models:/<name>@<alias>` once at start-up (so it serves one version, reported by `/health`) and
 exits if the model cannot be loaded, which is what makes a failed load roll the alias back. It
 loads only a skops model whose types are in the trusted list its deployer put in
@@ -40,7 +40,7 @@ from fastapi import Body, Depends, FastAPI, HTTPException, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
 
-from platform_assets.model_safety import forbid_unchecked_loads, load_version, trusted_from_env
+from platform_assets.kinds.model.safety import forbid_unchecked_loads, load_version, trusted_from_env
 from platform_assets.model_token import SAMPLE_ROWS_ENV, SAMPLE_TOKEN_ENV, SERVER_TOKEN_ENV
 from platform_assets.serving_metrics import SAMPLE_PATH
 

@@ -5,7 +5,7 @@ the definitions path builds the specs from the manifest JSON and leaves dbt itse
 `dbt_runtime.py`, imported inside the op, executes with dagster-dbt's DbtCliResource and a
 translator that uses the same `dbt_asset_key` as this module, so the events line up.
 
-The manifest is prepared at install or image-build time (`python -m platform_assets.dbt_manifest`);
+The manifest is prepared at install or image-build time (`python -m platform_assets.kinds.dataset.dbt_manifest`);
 a load only parses again when the project's content changed (dbt_projects.DbtProject.cache_dir).
 """
 
@@ -22,8 +22,8 @@ from typing import Any
 
 import dagster as dg
 
-from platform_assets.dbt_child import dbt_env
-from platform_assets.dbt_projects import PLATFORM_PREFIX, DbtProject
+from platform_assets.kinds.dataset.dbt_child import dbt_env
+from platform_assets.kinds.dataset.dbt_projects import PLATFORM_PREFIX, DbtProject
 
 REFABLE = ("model", "seed", "snapshot")
 
@@ -203,7 +203,7 @@ def warehouse_assets(
         op_tags={"platform/compute": "dbt"},
     )
     def _warehouse_dbt(context: dg.AssetExecutionContext):
-        from platform_assets.dbt_runtime import build_selected
+        from platform_assets.kinds.dataset.dbt_runtime import build_selected
 
         yield from build_selected(context, project, manifest_file)
 
@@ -211,6 +211,6 @@ def warehouse_assets(
 
 
 if __name__ == "__main__":  # `make install` and the image build: parse the platform's project ahead of any load
-    from platform_assets.dbt_projects import platform_project
+    from platform_assets.kinds.dataset.dbt_projects import platform_project
 
     print(ensure_manifest(platform_project()))

@@ -11,9 +11,9 @@ from typing import Any
 import dagster as dg
 from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtCliInvocation, DbtCliResource
 
-from platform_assets.dbt_child import KEEP_ENV
-from platform_assets.dbt_manifest import dbt_asset_key, dbt_executable
-from platform_assets.dbt_projects import DbtProject
+from platform_assets.kinds.dataset.dbt_child import KEEP_ENV
+from platform_assets.kinds.dataset.dbt_manifest import dbt_asset_key, dbt_executable
+from platform_assets.kinds.dataset.dbt_projects import DbtProject
 from resources.warehouse import Warehouse
 
 

@@ -1,4 +1,4 @@
-"""What the sandbox runs for a notebook build: `python -m platform_assets.handlers.notebook_runner JOB`.
+"""What the sandbox runs for a notebook build: `python -m platform_assets.kinds.notebook.runner JOB`.
 
 The notebook is deliverable code, so papermill runs here, in the sandbox's child process, and the
 kernel it starts inherits only that process's minimal environment: no DAGSTER_HOME, no warehouse
@@ -13,7 +13,7 @@ import json
 import sys
 from pathlib import Path
 
-from platform_assets.handlers.notebook_run import execute
+from platform_assets.kinds.notebook.run import execute
 
 
 def main(argv: list[str]) -> int:

@@ -27,7 +27,7 @@ from pydantic import Field
 
 from platform_assets.compute import step_compute
 from platform_assets.fingerprint import copy_sources, source_digest
-from platform_assets.handlers.base import TEMPLATES, BuildFailed, GateResult, KindHandler, StageContext
+from platform_assets.handlers.base import BuildFailed, GateResult, KindHandler, StageContext
 from platform_assets.handlers.spec_paths import resolve_in_folder
 from platform_assets.handlers.wheel_install import INDEX_ACCESS
 from platform_assets.sandbox import PYTHON, SandboxTask
@@ -37,9 +37,10 @@ from resources.deploy_target import DeployTarget, ProcessLaunch, Workload, probe
 from resources.manifest_target import ManifestTarget
 
 HERE = Path(__file__).parent
-BUILDER, SMOKE = HERE / "webapp_build.py", HERE / "webapp_smoke.py"
-SERVER_APP = "platform_assets.webapp_server:app"
-ROOT_ENV, CONFIG_ENV = "PLATFORM_WEBAPP_ROOT", "PLATFORM_WEBAPP_CONFIG"  # platform_assets/webapp_server.py reads them
+BUILDER, SMOKE = HERE / "build.py", HERE / "smoke.py"  # copied into the task's folder as:
+BUILDER_COPY, SMOKE_COPY = ".platform-build.py", ".platform-smoke.py"
+SERVER_APP = "platform_assets.kinds.webapp.server:app"
+ROOT_ENV, CONFIG_ENV = "PLATFORM_WEBAPP_ROOT", "PLATFORM_WEBAPP_CONFIG"  # server.py reads them
 BUNDLE, RESULT, JOB, SITE = "bundle.tar.gz", ".platform-result.json", ".platform-job.json", "site"
 CONTAINER_PORT, IMAGE_ROOT = 8080, "/site"  # deploy/webapp.Dockerfile
 CHROMIUM = os.environ.get("PLATFORM_CHROMIUM", "/usr/bin/chromium")  # Debian's; the image installs the same
@@ -84,7 +85,7 @@ class WebappSpec(DeliverableSpec):
 
 class WebappHandler(KindHandler):
     kind = "webapp"
-    template = TEMPLATES / "webapp"
+    template = Path(__file__).with_name("template")
     technology = "npm"
     spec_model = WebappSpec
     gates = ("tests", "bundle_size", "smoke")
@@ -184,12 +185,12 @@ def _npm(ctx: StageContext, workdir: Path) -> list[dict[str, Any]]:
              ("build", ["npm", "run", settings.build_script])]
     if settings.test_script:
         steps.append(("tests", ["npm", "run", settings.test_script]))
-    shutil.copyfile(BUILDER, workdir / BUILDER.name)
+    shutil.copyfile(BUILDER, workdir / BUILDER_COPY)
     (workdir / JOB).write_text(json.dumps({"steps": steps, "timeout_s": settings.npm_timeout_s, "result": RESULT}))
     access = {key: os.environ[key] for key in NPM_ACCESS if key in os.environ}
     profile = step_compute(ctx.spec, "build", ctx.settings)
     task = SandboxTask(
-        deliverable=ctx.name, team=ctx.spec.owner, purpose="npm", command=[PYTHON, BUILDER.name, JOB],
+        deliverable=ctx.name, team=ctx.spec.owner, purpose="npm", command=[PYTHON, BUILDER_COPY, JOB],
         workdir=workdir, outputs=(settings.output, RESULT), profile_name=profile, profile=ctx.settings.profile(profile),
         env={**access, "npm_config_cache": str(npm_cache_dir()), "npm_config_update_notifier": "false",
              **settings.env},
@@ -245,13 +246,13 @@ def _smoke_gate(ctx: StageContext, version: str, record: dict[str, Any]) -> Gate
         workdir = Path(tmp)
         shutil.unpack_archive(ctx.artifacts.path(ctx.name, version, record["bundle"]), workdir / SITE)
         (workdir / SITE / "config.json").write_text(json.dumps(config))
-        shutil.copyfile(SMOKE, workdir / SMOKE.name)
+        shutil.copyfile(SMOKE, workdir / SMOKE_COPY)
         timeout = ctx.spec.gates.smoke.timeout_s
         (workdir / JOB).write_text(json.dumps({
             "site": SITE, "path": settings.page, "upstreams": list(config["upstreams"].values()), "chromium": CHROMIUM,
             "wait_for": settings.wait_for, "timeout_s": timeout, "result": RESULT}))
         task = SandboxTask(deliverable=ctx.name, team=ctx.spec.owner, purpose="smoke",
-                           command=[PYTHON, SMOKE.name, JOB], workdir=workdir, outputs=(RESULT,),
+                           command=[PYTHON, SMOKE_COPY, JOB], workdir=workdir, outputs=(RESULT,),
                            timeout_s=timeout * 3 + 30, redacted_outputs=(RESULT,))
         result = ctx.resources.sandbox.run(task, ctx.step_context)
         if not (workdir / RESULT).is_file():

@@ -23,9 +23,10 @@ from pydantic import Field, field_validator
 
 from platform_assets.compute import step_compute
 from platform_assets.fingerprint import copy_sources
-from platform_assets.handlers.base import BUILD_RECORD, TEMPLATES, BuildFailed, GateResult, KindHandler, StageContext
-from platform_assets.handlers.notebook_gates import NotebookGates, executes_gate, outputs_gate, runtime_gate
-from platform_assets.handlers.notebook_run import (
+from platform_assets.handlers.base import BUILD_RECORD, BuildFailed, GateResult, KindHandler, StageContext
+from platform_assets.handlers.spec_paths import resolve_in_folder
+from platform_assets.kinds.notebook.gates import NotebookGates, executes_gate, outputs_gate, runtime_gate
+from platform_assets.kinds.notebook.run import (
     KERNEL_NAME,
     NotebookError,
     folder_digest,
@@ -33,7 +34,6 @@ from platform_assets.handlers.notebook_run import (
     read_notebook,
     render_html,
 )
-from platform_assets.handlers.spec_paths import resolve_in_folder
 from platform_assets.sandbox import PYTHON, SandboxTask
 from platform_assets.specs import DeliverableSpec, Seconds, StrictModel
 from resources.deploy_target import DeployFailed, DeployTarget
@@ -46,7 +46,7 @@ REPORT = "report.html"
 PLATFORM_PARAMETERS = ("input_files", "input_schemas", "input_versions")
 # The sandbox task's folder: the notebook's folder, its inputs, the job and what comes back.
 SOURCE, INPUTS, OUT, JOB, RESULT = "source", "inputs", "out", "job.json", "execution.json"
-RUNNER = "platform_assets.handlers.notebook_runner"
+RUNNER = "platform_assets.kinds.notebook.runner"
 
 
 class NotebookSettings(StrictModel):
@@ -77,7 +77,7 @@ class NotebookSpec(DeliverableSpec):
 
 class NotebookHandler(KindHandler):
     kind = "notebook"
-    template = TEMPLATES / "notebook"
+    template = Path(__file__).with_name("template")
     technology = "jupyter"
     spec_model = NotebookSpec
     gates = ("executes", "outputs", "runtime_max")

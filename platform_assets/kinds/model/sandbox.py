@@ -4,7 +4,7 @@ comes back.
 Training imports the deliverable's train.py, and checking a candidate registered outside the
 platform deserializes it: both are deliverable code (DESIGN.md, "Trust boundaries"), so both run
 in a child (a pod on Kubernetes) holding no credential, on a folder the platform prepared, with
-`platform_assets/model_runner.py` as the entry point. The child's output is a skops file; the
+`platform_assets/kinds/model/runner.py` as the entry point. The child's output is a skops file; the
 platform accepts it only if every type it needs is trusted (`trusted_types`), and computes every
 figure itself.
 """
@@ -82,7 +82,7 @@ def load_skops(ctx: StageContext, file: Path) -> tuple[Any, list[str]]:
 def train_in_sandbox(ctx: StageContext, features: pd.DataFrame, label: pd.Series) -> tuple[Any, list[str]]:
     """Run `train(features, label, params)` in the sandbox on the deliverable's compute profile and
     load the estimator it saved (see `load_skops`)."""
-    from platform_assets.handlers.model_training import trainer_source
+    from platform_assets.kinds.model.training import trainer_source
 
     settings = ctx.spec.model
     source, function = trainer_source(ctx.deliverable.path, settings.trainer)
@@ -124,7 +124,7 @@ def _run(ctx: StageContext, command: str, workdir: Path, task: dict[str, Any], p
     outputs = (MODEL_FILE,) if command == "train" else ()
     return ctx.resources.sandbox.run(SandboxTask(
         deliverable=ctx.name, team=ctx.spec.owner, purpose="train" if command == "train" else "model-check",
-        command=[PYTHON, "-m", "platform_assets.model_runner", command], workdir=workdir, outputs=outputs,
+        command=[PYTHON, "-m", "platform_assets.kinds.model.runner", command], workdir=workdir, outputs=outputs,
         profile_name=profile, profile=ctx.settings.profile(profile), timeout_s=timeout_s), ctx.step_context)
 
 

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 def read_training_view(model: str) -> pd.DataFrame:
     """The model's training view with plain numpy dtypes: numbers as float64 (NaN for a missing
     value, never pandas' NA), booleans as bool, text as object."""
-    from platform_assets.handlers.model_build import read_view, training_view_of
+    from platform_assets.kinds.model.build import read_view, training_view_of
     from platform_assets.resources_config import warehouse_resource
 
     settings = load_settings()

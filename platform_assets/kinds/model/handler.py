@@ -8,7 +8,7 @@ the build's holdout, each checked before it is loaded (`model_safety.py`). deplo
 environment's alias to the version and start a model server that loads `models:/<name>@<env>`
 behind that (model, environment)'s own token; if it does not come up, the alias moves back. The
 server keeps a sample of what it serves, which the scheduled `drift` check compares with the
-holdout (platform_assets/drift_check.py).
+holdout (platform_assets/kinds/model/drift_check.py).
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ from typing import Any, Literal
 from pydantic import Field
 
 from platform_assets.expectations import Expectation
-from platform_assets.handlers.base import TEMPLATES, BuildFailed, GateResult, KindHandler, StageContext
-from platform_assets.handlers.model_build import (
+from platform_assets.handlers.base import BuildFailed, GateResult, KindHandler, StageContext
+from platform_assets.kinds.model.build import (
     adopt,
     describe_inputs,
     model_fingerprint,
@@ -34,8 +34,8 @@ from platform_assets.handlers.model_build import (
     training_data,
     unfair_comparison,
 )
-from platform_assets.handlers.model_workload import MODEL_SERVER, render_model_server
-from platform_assets.model_safety import serving_env
+from platform_assets.kinds.model.safety import serving_env
+from platform_assets.kinds.model.workload import MODEL_SERVER, render_model_server
 from platform_assets.model_token import (
     SAMPLE_ROWS_ENV,
     SAMPLE_TOKEN_ENV,
@@ -55,7 +55,7 @@ from resources.manifest_target import ManifestTarget
 HOLDOUT = "holdout.parquet"
 ADOPT_TAG = "platform/model_version"  # run tag: adopt this registered version instead of training
 SERVER_PORT = 8080
-SERVER_APP = "platform_assets.model_server:app"  # served behind the platform's wrapper (serving.py)
+SERVER_APP = "platform_assets.kinds.model.server:app"  # served behind the platform's wrapper (serving.py)
 ROC_PLOT = "roc.png"
 
 
@@ -86,7 +86,7 @@ class ModelGates(StrictModel):
 class DriftSettings(StrictModel):
     """When the scheduled `drift` check fails: a feature whose served values differ from the training
     holdout both significantly (KS or chi-square p-value below `significance`) and by enough to
-    matter (population stability index above `psi_max`); platform_assets/drift.py says why both."""
+    matter (population stability index above `psi_max`); platform_assets/kinds/model/drift.py says why both."""
 
     features: list[str] = Field(default_factory=list, description="features to compare; unset: every feature")
     psi_max: float = Field(default=0.2, gt=0)
@@ -125,7 +125,7 @@ class ModelSpec(DeliverableSpec):
 
 class ModelHandler(KindHandler):
     kind = "model"
-    template = TEMPLATES / "model"
+    template = Path(__file__).with_name("template")
     workload_renderers = {MODEL_SERVER: render_model_server}
     technology = "mlflow"
     spec_model = ModelSpec
@@ -375,7 +375,7 @@ def gate_tags(gates: list[GateResult], run_id: str | None) -> dict[str, str]:
 
 def _plot(ctx: StageContext, version: str, y_true: Any, scored: dict[str, Any], champion: str | None,
           champion_scored: dict[str, Any] | None) -> str:
-    from platform_assets.handlers.model_training import roc_plot
+    from platform_assets.kinds.model.training import roc_plot
 
     curves = {f"challenger v{version}": (y_true, scored["scores"])}
     if champion_scored and "scores" in champion_scored:

@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from platform_assets.dbt_manifest import REFABLE, models_by_name, upstream_closure
-from platform_assets.dbt_projects import DbtProject
+from platform_assets.kinds.dataset.dbt_manifest import REFABLE, models_by_name, upstream_closure
+from platform_assets.kinds.dataset.dbt_projects import DbtProject
 from platform_assets.specs import Deliverable
 
 

@@ -16,7 +16,9 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, model_validator
 
-from platform_assets.dbt_manifest import (
+from platform_assets.handlers.base import BUILD_RECORD, BuildFailed, GateResult, KindHandler, StageContext
+from platform_assets.kinds.dataset.checks import project_problems
+from platform_assets.kinds.dataset.dbt_manifest import (
     ManifestError,
     dbt_asset_key,
     ensure_manifest,
@@ -25,9 +27,7 @@ from platform_assets.dbt_manifest import (
     upstream_closure,
     warehouse_assets,
 )
-from platform_assets.dbt_projects import DbtProject, ProjectError, project_at
-from platform_assets.handlers.base import BUILD_RECORD, TEMPLATES, BuildFailed, GateResult, KindHandler, StageContext
-from platform_assets.handlers.dataset_checks import project_problems
+from platform_assets.kinds.dataset.dbt_projects import DbtProject, ProjectError, project_at
 from platform_assets.settings import PlatformSettings, dbt_project_dir
 from platform_assets.specs import Deliverable, DeliverableSpec, StrictModel
 from resources.deploy_target import DeployFailed, DeployTarget
@@ -102,7 +102,7 @@ def project_of(deliverable: Deliverable) -> DbtProject:
 
 class DatasetHandler(KindHandler):
     kind = "dataset"
-    template = TEMPLATES / "dataset"
+    template = Path(__file__).with_name("template")
     technology = "dbt"
     spec_model = DatasetSpec
     gates = ("dbt_tests", "row_count_min", "freshness", "schema_contract")
@@ -162,7 +162,7 @@ class DatasetHandler(KindHandler):
 
     def version(self, ctx: StageContext) -> str:
         """Compiles the selection (with a fixed schema name) and fingerprints it with its inputs."""
-        from platform_assets.dbt_runtime import failed_nodes, run_dbt
+        from platform_assets.kinds.dataset.dbt_runtime import failed_nodes, run_dbt
 
         project, manifest_file, manifest, models = _manifest_with(ctx)
         known = models_by_name(manifest)
@@ -178,7 +178,7 @@ class DatasetHandler(KindHandler):
         return _warehouse(ctx).schema_exists(record["audit_schema"])
 
     def build(self, ctx: StageContext, version: str) -> dict[str, Any]:
-        from platform_assets.dbt_runtime import failed_nodes, run_dbt
+        from platform_assets.kinds.dataset.dbt_runtime import failed_nodes, run_dbt
 
         project, manifest_file, _, models = _manifest_with(ctx)
         warehouse = _warehouse(ctx)

@@ -19,7 +19,7 @@ from pydantic import Field
 
 from platform_assets.compute import step_compute
 from platform_assets.fingerprint import source_digest
-from platform_assets.handlers.base import TEMPLATES, BuildFailed, GateResult, KindHandler, StageContext
+from platform_assets.handlers.base import BuildFailed, GateResult, KindHandler, StageContext
 from platform_assets.handlers.python_project import (
     ProjectError,
     ProjectSandbox,
@@ -33,8 +33,8 @@ from platform_assets.handlers.python_project import (
 )
 from platform_assets.handlers.upstreams import dependency_endpoints, dependency_env
 from platform_assets.handlers.wheel_install import install_isolated
+from platform_assets.kinds.service.openapi_compat import compare_contracts
 from platform_assets.model_token import SECRET_KEY, model_token, token_secret_name
-from platform_assets.openapi_compat import compare_contracts
 from platform_assets.secret_store import MissingSecret, resolve, secret_refs
 from platform_assets.serving_metrics import served_command
 from platform_assets.slo import Slo
@@ -74,7 +74,7 @@ SHOWN = 5  # breaking changes named in a gate's summary
 
 class ServiceHandler(KindHandler):
     kind = "service"
-    template = TEMPLATES / "service"
+    template = Path(__file__).with_name("template")
     technology = "fastapi"
     spec_model = ServiceSpec
     gates = ("tests", "api_compatibility")
