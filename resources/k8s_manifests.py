@@ -5,7 +5,7 @@ target applies them, the GitOps target writes them, tests validate them against 
 Every pod meets the Pod Security "restricted" profile, has requests and limits from its compute
 profile, probes on its health path and the annotations Prometheus scrapes it by. A kind with a
 shape of its own declares its render function in its handler's `workload_renderers` (the model
-kind's model server: handlers/model_workload.py), built on `deployment`, `pod_spec`, `container`
+kind's model server: kinds/model/workload.py), built on `deployment`, `pod_spec`, `container`
 and `service`; registering the kind registers it here.
 """
 

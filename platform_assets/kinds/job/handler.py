@@ -5,7 +5,7 @@ sample of its inputs, calling the first environment's upstreams; version = sourc
 evaluate: gates `tests` and `dry_run`. deploy: the version becomes the one that runs on the
 schedule in that environment (locally installed into an environment of its own; on Kubernetes the
 wheel runs in a sandbox pod of the step). Each scheduled run is a Dagster run of the `scheduled_run`
-check of `<name>/<env>` (job_schedule.py): the platform reads the inputs, the job's code runs in
+check of `<name>/<env>` (schedule.py): the platform reads the inputs, the job's code runs in
 the sandbox on files (no warehouse credential), the platform writes what it returns.
 """
 

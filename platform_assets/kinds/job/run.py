@@ -1,7 +1,7 @@
 """One run of a batch job's code, for the build's dry run and for each scheduled run.
 
 The platform exports the inputs (each table an upstream dataset's version published, from its
-immutable audit schema) to Parquet files; `job_runner.py` calls the job's entry point on them in
+immutable audit schema) to Parquet files; `runner.py` calls the job's entry point on them in
 the sandbox, which sees the spec's env and secrets and its upstreams' URLs and tokens for the
 environment, never the warehouse's credential; the platform reads back the DataFrame it returned.
 """

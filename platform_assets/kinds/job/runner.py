@@ -1,7 +1,7 @@
-"""Runs a batch job's entry point inside the sandbox (job_run.py copies this file next to the inputs).
+"""Runs a batch job's entry point inside the sandbox (run.py copies this file next to the inputs).
 
 Standalone on purpose: it runs on the job's own interpreter, imports only the standard library,
-pandas and the job, and never the platform. `python job_runner.py job.json` reads each input
+pandas and the job, and never the platform. `python runner.py job.json` reads each input
 Parquet file, calls `module:function({table: DataFrame})`, and writes the DataFrame it returns and
 a result (rows, column types, or the error and the job's own traceback) for the platform to read.
 A failure of the job's code is reported there, with exit status 0.

@@ -3,7 +3,7 @@
 Per (job, environment): the non-blocking check `scheduled_run` on `<name>/<env>`, a job of that check
 alone, and a schedule (cron in UTC) that requests it while a version is deployed there, one run
 key per tick. The run reads the inputs the upstreams deployed in that environment published, runs
-the job's code in the sandbox (job_run.py) and replaces `<env schema>.<output>`. Its check result is
+the job's code in the sandbox (run.py) and replaces `<env schema>.<output>`. Its check result is
 what the environment asset shows of the last run: a failed run is a failed check there (with the
 job's own last lines) and a failed Dagster run, in the run list beside its logs. Locally the run is
 a child process of the daemon's run launcher; on Kubernetes a run pod whose step pod gets the job's

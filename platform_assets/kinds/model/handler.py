@@ -2,7 +2,7 @@
 
 build: train in the sandbox on the exact dataset version the build pins (its audit schema), log
 parameters, metrics, the model in skops format with signature and input example, and the dataset
-lineage; register a model version (`model_build.py`). version = the MLflow model version.
+lineage; register a model version (`build.py`). version = the MLflow model version.
 evaluate: gates `metrics`, `champion`, `signature`, scored with the registered (pyfunc) models on
 the build's holdout, each checked before it is loaded (`model_safety.py`). deploy: move the
 environment's alias to the version and start a model server that loads `models:/<name>@<env>`

@@ -25,7 +25,7 @@ from platform_assets.sandbox import PYTHON, SandboxResult, SandboxTask
 if TYPE_CHECKING:
     import pandas as pd
 
-TASK_FILE = "task.json"  # model_runner.TASK_FILE; not imported, the runner is the child's module
+TASK_FILE = "task.json"  # runner.TASK_FILE; not imported, the runner is the child's module
 TRAIN_DATA = "train.parquet"
 EXAMPLE = "example.parquet"
 MODEL_FILE = "model.skops"

@@ -263,7 +263,7 @@ def _platform_parameters(
 
 
 def _execute(ctx: StageContext, workdir: Path, parameters: dict[str, Any]) -> dict[str, Any]:
-    """papermill in the sandbox (`notebook_runner`): the kernel inherits the sandbox's minimal
+    """papermill in the sandbox (`runner.py`): the kernel inherits the sandbox's minimal
     environment only. Returns what the runner recorded; a failing cell is a result, not an error."""
     settings: NotebookSettings = ctx.spec.notebook
     notebook = f"{SOURCE}/{settings.path}"

@@ -1,6 +1,6 @@
 """Running a notebook with papermill on the platform's Python, and reading back what it did.
 
-`execute` runs inside the sandbox (`notebook_runner`), never in the platform's process, so the
+`execute` runs inside the sandbox (`runner.py`), never in the platform's process, so the
 kernel inherits the sandbox's minimal environment. The kernel is a kernelspec written for each
 execution into a folder of its own, naming this process's interpreter: no user-level or system
 kernel can stand in for it, and a clean clone needs nothing registered. papermill, nbformat,

@@ -1,6 +1,6 @@
-"""The web app's build, run inside the sandbox (webapp.py copies this file into the source's copy).
+"""The web app's build, run inside the sandbox (handler.py copies this file into the source's copy).
 
-`python webapp_build.py job.json` runs, in the project's folder, `npm ci` (lifecycle scripts off:
+`python .platform-build.py job.json` runs, in the project's folder, `npm ci` (lifecycle scripts off:
 no dependency's install script runs), the project's test script and its build script, each with
 its exit status and last output lines recorded, and stops at the first that fails. Standalone:
 the standard library only.

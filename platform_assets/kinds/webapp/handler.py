@@ -1,13 +1,13 @@
 """Web apps: a Node project (package.json and its lockfile) built with npm into a static bundle.
 
 build: in the sandbox, `npm ci` (no dependency's install script runs), the build script, then
-the test script (webapp_build.py); the bundle folder is the version's artifact; version = source
+the test script (build.py); the bundle folder is the version's artifact; version = source
 digest (node_modules and the build output are not source). evaluate: gates `tests`,
 `bundle_size` (gzip bytes of the bundle) and `smoke` (the page opened in headless Chromium in the
 sandbox with the first environment's config: no console error, uncaught error or failed request).
 deploy: the same bundle per environment with that environment's `/config.json` (its name and the
 addresses of its upstreams, resolved at deploy, not at build), served behind the environment's
-stable address: locally `webapp_server.py` behind the serving wrapper and the gateway (a new
+stable address: locally `server.py` behind the serving wrapper and the gateway (a new
 version takes the address once healthy; rollback is deploying the previous one); on Kubernetes the
 version's image (CI: deploy/webapp.Dockerfile) as a `service` workload.
 """
@@ -149,7 +149,7 @@ class WebappHandler(KindHandler):
 
     def workload(self, ctx: StageContext, version: str, environment: str) -> Workload:
         """The version's image (the bundle in the platform image, deploy/webapp.Dockerfile) served by
-        webapp_server.py, with the environment's config, reachable from its namespace's callers."""
+        server.py, with the environment's config, reachable from its namespace's callers."""
         profile = ctx.spec.compute or ctx.settings.default_compute
         command, served = served_command("python", SERVER_APP, "0.0.0.0", str(CONTAINER_PORT))
         return Workload(

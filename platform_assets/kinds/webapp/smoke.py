@@ -1,6 +1,6 @@
-"""The web app's smoke check, run inside the sandbox (webapp.py copies this file beside the bundle).
+"""The web app's smoke check, run inside the sandbox (handler.py copies this file beside the bundle).
 
-`python webapp_smoke.py job.json` serves the bundle's folder on 127.0.0.1 (with the config.json
+`python .platform-smoke.py job.json` serves the bundle's folder on 127.0.0.1 (with the config.json
 the platform wrote there), opens its page in headless Chromium through Playwright, and records
 every console error, uncaught page error and failed request until the page is idle and, when the
 spec names one, the selector `wait_for` is visible. Calls to the upstreams' origins are relayed
