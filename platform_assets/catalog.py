@@ -20,9 +20,9 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from platform_assets.handlers import get_handler, register_kinds, spec_models
 from platform_assets.handlers.spec_paths import escaping_paths
 from platform_assets.identity.teams import Teams, TeamsError, load_teams
+from platform_assets.kinds.registry import get_handler, register_kinds, spec_models
 from platform_assets.settings import PlatformSettings, teams_path
 from platform_assets.spec_file import SpecFileError, read_spec
 from platform_assets.spec_teams import registry_problems

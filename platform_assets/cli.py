@@ -251,7 +251,7 @@ def cmd_adopt(args: argparse.Namespace) -> int:
     """`deliver run` of a version registered outside the platform: its build adopts that version
     (checked, loaded in the sandbox, scored on the holdout), then the gates and environments follow."""
     from platform_assets.delivery_actions import deliverable_named
-    from platform_assets.handlers import get_handler
+    from platform_assets.kinds.registry import get_handler
 
     _, catalog = _loaded()
     deliverable = deliverable_named(catalog, args.name)

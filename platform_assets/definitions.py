@@ -8,9 +8,9 @@ from platform_assets.approval_job import approval_job
 from platform_assets.catalog import Catalog, load_catalog
 from platform_assets.factory import build_assets, live_checks
 from platform_assets.freshness import freshness_checks, freshness_sensor
-from platform_assets.handlers import HANDLERS
 from platform_assets.kinds.model.drift_check import drift_checks, drift_schedule
 from platform_assets.kinds.model.safety import forbid_unchecked_loads
+from platform_assets.kinds.registry import HANDLERS
 from platform_assets.metrics_asset import delivery_metrics_asset, delivery_metrics_schedule
 from platform_assets.resources_config import platform_resources
 from platform_assets.settings import PlatformSettings, catalog_dir, load_settings

@@ -11,7 +11,7 @@ import dagster as dg
 
 from platform_assets.catalog import Catalog, load_catalog
 from platform_assets.compute import ComputeTags, stage_pool, step_compute
-from platform_assets.handlers import HANDLERS, get_handler
+from platform_assets.kinds.registry import HANDLERS, get_handler
 from platform_assets.liveness import live_check_specs, live_key, served
 from platform_assets.records import HEALTHY, LAST_DEPLOY, build_key, env_key, evaluate_key, target_resource_key
 from platform_assets.settings import PlatformSettings, catalog_dir

@@ -24,7 +24,7 @@ import dagster as dg
 
 from platform_assets.catalog import Catalog
 from platform_assets.delivery_metrics import format_duration
-from platform_assets.handlers import get_handler
+from platform_assets.kinds.registry import get_handler
 from platform_assets.records import LAST_UPDATED, build_key, env_key, latest
 from platform_assets.settings import PlatformSettings
 from platform_assets.specs import Deliverable

@@ -18,7 +18,7 @@ from typing import Any
 import dagster as dg
 
 from platform_assets.catalog import Catalog
-from platform_assets.handlers import get_handler
+from platform_assets.kinds.registry import get_handler
 from platform_assets.records import env_key
 
 LIVE = "live"

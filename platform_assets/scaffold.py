@@ -13,8 +13,8 @@ import re
 import shutil
 from pathlib import Path
 
-from platform_assets.handlers import HANDLERS
 from platform_assets.identity.teams import Teams
+from platform_assets.kinds.registry import HANDLERS
 from platform_assets.settings import SettingsError
 from platform_assets.specs import DNS_LABEL
 

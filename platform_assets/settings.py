@@ -363,7 +363,7 @@ class PlatformSettings(_Strict):
     identity: IdentityConfig = IdentityConfig()
     default_compute: str = "cpu-small"
     compute_profiles: dict[str, ComputeProfile]
-    # Kinds beyond the built-in four: `package.module:HandlerClass` import paths (handlers/__init__.py).
+    # Kinds beyond the built-in ones: `package.module:HandlerClass` import paths (kinds/registry.py).
     kinds: list[str] = Field(default_factory=list)
     source: Path | None = Field(default=None, exclude=True)
 

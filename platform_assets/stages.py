@@ -16,7 +16,6 @@ from typing import Any
 
 import dagster as dg
 
-from platform_assets.handlers import get_handler
 from platform_assets.handlers.base import BUILD_RECORD, BuildFailed, Deployed, GateResult, StageContext
 from platform_assets.identity.approvals import APPROVAL_EVENT, check_approval
 from platform_assets.identity.requester import (
@@ -27,6 +26,7 @@ from platform_assets.identity.requester import (
     registry,
     verified_requester,
 )
+from platform_assets.kinds.registry import get_handler
 from platform_assets.post_deploy import post_deploy_check
 from platform_assets.records import (
     KEPT,

@@ -12,7 +12,7 @@ from typing import Any
 import dagster as dg
 
 from platform_assets.catalog import Catalog
-from platform_assets.handlers import get_handler
+from platform_assets.kinds.registry import get_handler
 from platform_assets.liveness import STOPPED, latest_live
 from platform_assets.records import build_key, env_key, evaluate_key, latest_records, observed
 from platform_assets.settings import PlatformSettings

@@ -220,7 +220,7 @@ def render_service(workload: Workload, ctx: RenderContext) -> list[Manifest]:
 
 Renderer = Callable[[Workload, RenderContext], list[Manifest]]
 # The web-service shape every kind may use; a kind with a shape of its own declares it in its
-# handler's `workload_renderers`, registered with the kind (platform_assets/handlers/__init__.py).
+# handler's `workload_renderers`, registered with the kind (platform_assets/kinds/registry.py).
 RENDERERS: dict[str, Renderer] = {"service": render_service}
 
 

@@ -19,8 +19,8 @@ import dagster as dg
 
 from platform_assets.catalog import Catalog
 from platform_assets.fingerprint import source_digest, source_files
-from platform_assets.handlers import get_handler
 from platform_assets.kinds.model.drift_check import DRIFT_CHECK
+from platform_assets.kinds.registry import get_handler
 from platform_assets.records import TRIGGER_TAG, build_key, env_key, evaluate_key, latest_records
 from platform_assets.settings import PlatformSettings
 from platform_assets.specs import Deliverable

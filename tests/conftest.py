@@ -100,7 +100,8 @@ class Platform:
 DAEMON_MODULES = {"test_automation_daemon", "test_governance", "test_make_dev", "test_readme", "test_runtime_daemon",
                   "test_ui_browser"}  # dagster dev, the daemon, make, Chromium
 E2E_MODULES = {"test_benchmarks", "test_dbt_project", "test_k8s_target", "test_local_process", "test_serving",
-               "test_slo", "test_warehouse"}  # the dbt CLI, uvicorn, deployed processes, the stand-in API server
+               "test_slo", "test_warehouse", "test_imports"}
+# (the dbt CLI, uvicorn, deployed processes, the stand-in API server, a fresh interpreter per module)
 E2E_FIXTURES = {"platform", "datasets", "delivered", "features_home", "models", "postgres_server", "postgres_db",
                 "s3_endpoint", "s3", "growth"}  # a platform instance with real deliveries or a server
 
@@ -247,7 +248,7 @@ def platform_with(instance_yaml: str, tmp_path: Path, monkeypatch: pytest.Monkey
 @pytest.fixture
 def kind_registry() -> Iterator[None]:
     """The kinds and Kubernetes shapes are process-wide: other tests must not see a test's own."""
-    from platform_assets.handlers import HANDLERS
+    from platform_assets.kinds.registry import HANDLERS
     from resources.k8s_manifests import RENDERERS
 
     saved = dict(HANDLERS), dict(RENDERERS)

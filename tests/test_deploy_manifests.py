@@ -258,7 +258,7 @@ def test_an_unknown_workload_kind_names_the_registry() -> None:
 
 
 def test_a_kind_brings_its_own_kubernetes_shape_and_cannot_take_anothers(kind_registry: None) -> None:
-    from platform_assets.handlers import HANDLERS, register_kinds
+    from platform_assets.kinds.registry import HANDLERS, register_kinds
     from tests.fixtures.kinds.static_site import render_static_files
 
     problems = register_kinds(["tests.fixtures.kinds.static_site:StaticSiteHandler",

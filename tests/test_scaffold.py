@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from platform_assets.cli import main
-from platform_assets.handlers import HANDLERS
+from platform_assets.kinds.registry import HANDLERS
 from platform_assets.settings import PROJECT_ROOT
 from tests.conftest import Platform
 

@@ -18,10 +18,10 @@ from pathlib import Path
 import dagster as dg
 
 from platform_assets.compute import ComputeTags, stage_pool, step_compute
-from platform_assets.handlers import get_handler
 from platform_assets.handlers.base import BuildFailed, Deployed, StageContext
 from platform_assets.kinds.job.handler import SCHEDULED_RUN
 from platform_assets.kinds.job.run import JobResult, JobRun, job_inputs, run_job, upstream_tables
+from platform_assets.kinds.registry import get_handler
 from platform_assets.records import env_key, latest
 from platform_assets.settings import PlatformSettings
 from platform_assets.specs import Deliverable

@@ -18,8 +18,8 @@ from typing import Any
 import dagster as dg
 
 from platform_assets.catalog import Catalog
-from platform_assets.handlers import get_handler
 from platform_assets.kinds.model.handler import HOLDOUT
+from platform_assets.kinds.registry import get_handler
 from platform_assets.model_token import sample_token
 from platform_assets.records import env_key, latest
 from platform_assets.serving_metrics import SAMPLE_PATH
