@@ -1,8 +1,9 @@
 """What a sandbox pod runs (resources/k8s_sandbox.py): fetch the task's folder, run its command,
 send the declared outputs and the result back, all through presigned URLs.
 
-Standard library only, and no credential: the pod holds nothing but the URLs the step presigned for
-this one task (download the inputs, upload the outputs and the result). The command's exit code is
+Standard library only (child_env.py is too), and no credential: the pod holds nothing but the URLs
+the step presigned for this one task (download the inputs, upload the outputs and the result), and
+its command gets a minimal environment with only the variables the task declared. The exit code is
 a result, not a pod failure, so the pod ends 0 once the result is sent; it ends non-zero only when
 the transport itself fails. Run as `python -m platform_assets.sandbox_pod -- <command...>` with the
 transport description in the environment variable `SANDBOX_TRANSPORT` (JSON).
@@ -25,6 +26,8 @@ import threading
 import urllib.request
 from pathlib import Path
 from typing import IO, Any
+
+from platform_assets.child_env import minimal_env
 
 TRANSPORT_ENV = "SANDBOX_TRANSPORT"
 TAIL_LINES = 40
@@ -104,7 +107,10 @@ def main(argv: list[str]) -> int:
     hidden = hider([os.environ.get(name, "") for name in transport.get("redact", [])])
     try:
         fetch_inputs(transport["inputs_url"], workdir)
-        env = {**os.environ, "HOME": str(home), "TMPDIR": str(home / "tmp"), "PYTHONNOUSERSITE": "1"}
+        # What LocalSandbox gives a child: PATH and locale, a HOME of its own and the declared variables;
+        # nothing else of the pod's environment (the image's ENV, what Kubernetes injects).
+        declared = {name: os.environ[name] for name in transport.get("env", []) if name in os.environ}
+        env = minimal_env(home, declared)
         result = run(command, workdir, env, float(transport["timeout_s"]), hidden)
         result["outputs"] = send_outputs(transport["outputs_url"], workdir, list(transport.get("outputs", [])))
         body = json.dumps(result).encode()

@@ -65,7 +65,7 @@ class KubernetesSandbox(dg.ConfigurableResource):
         try:
             # The URLs outlive the pod's deadline a little, so a late upload still lands.
             urls = transport.pod_transport(task.outputs, task.timeout_s, sorted(task.secret_env),
-                                           self.deadline_s(task) + 60)
+                                           self.deadline_s(task) + 60, sorted({*task.env, *task.secret_env}))
             job = self.job(task, pod_image(self.image, context), token, urls)
             stopped = self._execute(context, job)
             if stopped is not None:

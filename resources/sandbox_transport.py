@@ -39,15 +39,17 @@ class TaskTransport:
             tmp.seek(0)
             self.client.upload_fileobj(tmp, self.bucket, self.key(INPUTS))
 
-    def pod_transport(self, outputs: tuple[str, ...], timeout_s: float, redact: list[str], expires_s: int) -> str:
-        """The JSON the pod reads from `SANDBOX_TRANSPORT`: its three URLs and what to do."""
+    def pod_transport(self, outputs: tuple[str, ...], timeout_s: float, redact: list[str], expires_s: int,
+                      env: list[str]) -> str:
+        """The JSON the pod reads from `SANDBOX_TRANSPORT`: its three URLs and what to do, and the
+        variables the task declared (the only ones of the pod's environment its command gets)."""
         def url(method: str, name: str) -> str:
             return self.client.generate_presigned_url(method, Params={"Bucket": self.bucket, "Key": self.key(name)},
                                                       ExpiresIn=expires_s)
 
         return json.dumps({"inputs_url": url("get_object", INPUTS), "outputs_url": url("put_object", OUTPUTS),
                            "result_url": url("put_object", RESULT), "outputs": list(outputs),
-                           "timeout_s": timeout_s, "redact": redact})
+                           "timeout_s": timeout_s, "redact": redact, "env": env})
 
     def result(self) -> dict[str, Any] | None:
         """What the pod reported (exit code, timed out, output tail, outputs sent); None if nothing came."""

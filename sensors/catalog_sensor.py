@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import dagster as dg
-from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
 
+# What `dg.define_asset_job` returns; Dagster does not export its class, so it is not named here.
+AssetJob = Any
 Tick = Callable[[dg.SensorEvaluationContext], tuple[Sequence[dg.RunRequest], str]]
 Watch = Callable[[dg.SensorEvaluationContext], tuple[Sequence[dg.AssetCheckEvaluation], str]]
 
 
 def catalog_sensor(name: str, description: str, interval_s: int,
-                   target: dg.AssetSelection | UnresolvedAssetJobDefinition, tick: Tick) -> dg.SensorDefinition:
+                   target: dg.AssetSelection | AssetJob, tick: Tick) -> dg.SensorDefinition:
     """A sensor, on by default, whose `tick` returns its run requests and next cursor."""
 
     def evaluate(context: dg.SensorEvaluationContext) -> dg.SensorResult:
@@ -34,7 +36,7 @@ def catalog_watch(name: str, description: str, interval_s: int, watch: Watch) ->
 
 
 def _on_by_default(name: str, description: str, interval_s: int,
-                   target: dg.AssetSelection | UnresolvedAssetJobDefinition | None,
+                   target: dg.AssetSelection | AssetJob | None,
                    evaluate: Callable[[dg.SensorEvaluationContext], dg.SensorResult]) -> dg.SensorDefinition:
     @dg.sensor(name=name, minimum_interval_seconds=interval_s, target=target, description=description,
                default_status=dg.DefaultSensorStatus.RUNNING)

@@ -27,7 +27,6 @@ from dataclasses import dataclass, field
 from itertools import pairwise
 
 import dagster as dg
-from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
 
 from platform_assets.catalog import Catalog
 from platform_assets.handlers.base import Deployed
@@ -36,7 +35,7 @@ from platform_assets.identity.requester import registry
 from platform_assets.records import TRIGGER_TAG, deploy_check_keys, env_key, evaluate_key, latest_records, observed
 from platform_assets.settings import PlatformSettings
 from platform_assets.specs import Deliverable
-from sensors.catalog_sensor import catalog_sensor
+from sensors.catalog_sensor import AssetJob, catalog_sensor
 
 
 @dataclass(frozen=True)
@@ -212,7 +211,7 @@ def promotion_sensors(catalog: Catalog, settings: PlatformSettings) -> list[dg.S
 
 
 def promotion_on_success_sensor(catalog: Catalog, settings: PlatformSettings,
-                                promote: UnresolvedAssetJobDefinition) -> dg.SensorDefinition:
+                                promote: AssetJob) -> dg.SensorDefinition:
     """Requests the next environment when a run succeeds, instead of at the next promotion tick.
     The daemon evaluates sensors every 5 s at most, hence the interval."""
 

@@ -31,6 +31,16 @@ def delivered(datasets: Platform) -> Platform:
     return datasets
 
 
+def use_postgres(postgres_db: PostgresServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """platform.yaml with the PostgreSQL warehouse `postgres_db`, for this process and its children."""
+    config = yaml.safe_load((PROJECT_ROOT / "platform.yaml").read_text())
+    config["warehouse"] = {"type": "postgres", "host": postgres_db.host, "port": postgres_db.port,
+                           "dbname": postgres_db.dbname, "user": postgres_db.user}
+    (tmp_path / "platform.yaml").write_text(yaml.safe_dump(config))
+    monkeypatch.setenv("PLATFORM_CONFIG", str(tmp_path / "platform.yaml"))
+    monkeypatch.setenv("PLATFORM_PG_PASSWORD", postgres_db.password)
+
+
 def warehouse_file(platform: Platform) -> Path:
     return platform.home / "platform" / "warehouse.duckdb"
 
@@ -205,12 +215,7 @@ def test_customer_features_through_prod_on_postgres(
     datasets: Platform, postgres_db: PostgresServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The production warehouse: the same pipeline, dbt's postgres target, a real server."""
-    config = yaml.safe_load((PROJECT_ROOT / "platform.yaml").read_text())
-    config["warehouse"] = {"type": "postgres", "host": postgres_db.host, "port": postgres_db.port,
-                           "dbname": postgres_db.dbname, "user": postgres_db.user}
-    (tmp_path / "platform.yaml").write_text(yaml.safe_dump(config))
-    monkeypatch.setenv("PLATFORM_CONFIG", str(tmp_path / "platform.yaml"))
-    monkeypatch.setenv("PLATFORM_PG_PASSWORD", postgres_db.password)
+    use_postgres(postgres_db, tmp_path, monkeypatch)
     datasets.settings = load_settings()
 
     result = datasets.materialize(*THROUGH_PROD)
@@ -235,12 +240,7 @@ def test_on_postgres_two_datasets_build_at_the_same_time(
     """No pool on PostgreSQL: one run's two dataset builds (different deliverables) overlap on the
     multiprocess executor, as the run's step timeline shows (each step's start and success events).
     On DuckDB the `duckdb` pool (limit 1 in deploy/dagster.local.yaml) runs them one after the other."""
-    config = yaml.safe_load((PROJECT_ROOT / "platform.yaml").read_text())
-    config["warehouse"] = {"type": "postgres", "host": postgres_db.host, "port": postgres_db.port,
-                           "dbname": postgres_db.dbname, "user": postgres_db.user}
-    (tmp_path / "platform.yaml").write_text(yaml.safe_dump(config))
-    monkeypatch.setenv("PLATFORM_CONFIG", str(tmp_path / "platform.yaml"))
-    monkeypatch.setenv("PLATFORM_PG_PASSWORD", postgres_db.password)
+    use_postgres(postgres_db, tmp_path, monkeypatch)
     materialize_with_cli([f"{name}/build" for name in (DATASET, "customer-segments")])  # a fresh process
     [run] = datasets.instance.get_run_records(limit=1)
     steps: dict[str, dict[str, float]] = {}

@@ -25,6 +25,7 @@ import dagster as dg
 import pytest
 import yaml
 
+from platform_assets.child_env import INHERITED
 from platform_assets.sandbox import SandboxResult, SandboxTask
 from platform_assets.settings import PROJECT_ROOT, load_settings
 from resources.k8s_sandbox import KubernetesSandbox, pod_image
@@ -136,7 +137,9 @@ def test_the_task_runs_in_its_own_pod_with_only_what_its_spec_declares(
     assert "the token is ***" in result.output and TOKEN not in result.output
     seen = json.loads((task.workdir / "out" / "env.json").read_text())
     image = dockerfile_env()
-    assert set(seen) == {*image, "EPOCHS", "MODEL_TOKEN", "HOME", "TMPDIR", "PYTHONNOUSERSITE"}
+    assert set(seen) == {*(set(image) & set(INHERITED)), "EPOCHS", "MODEL_TOKEN", "HOME", "TMPDIR",
+                         "PYTHONNOUSERSITE", "PYTHONDONTWRITEBYTECODE"}, "the image's ENV stays with the pod"
+    assert seen["PATH"] == image["PATH"]
     assert seen["MODEL_TOKEN"] == TOKEN and seen["EPOCHS"] == "3"
     assert not {"DAGSTER_HOME", "DAGSTER_PG_PASSWORD", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
                 "PLATFORM_PG_PASSWORD", "PLATFORM_MODEL_TOKEN", "PLATFORM_IDENTITY_KEY"} & set(seen)

@@ -69,6 +69,9 @@ def upstream_tables(ctx: StageContext, deployed: dict[str, Deployed | None]) -> 
             raise BuildFailed(f"the build record of {upstream} {record.version} is gone; deliver {upstream} again")
         built = ctx.artifacts.get_json(upstream, record.version, BUILD_RECORD)
         schema = built.get("audit_schema")
+        if schema and not ctx.resources.warehouse.schema_exists(schema):
+            raise BuildFailed(f"the data of {upstream} {record.version} (schema {schema}) is no longer in the "
+                              f"warehouse; deliver {upstream} again")
         for table in built.get("models", []) if schema else []:
             tables[table] = (schema, f"{upstream} {record.version} ({schema})")
     return tables

@@ -107,7 +107,11 @@ def scheduled_run(ctx: StageContext, env: str, deployed: Deployed) -> tuple[bool
         import pandas as pd
 
         schema, _, name = table.partition(".")
-        rows = ctx.resources.warehouse.replace_table(schema, name, pd.read_parquet(result.output))
+        try:
+            rows = ctx.resources.warehouse.replace_table(schema, name, pd.read_parquet(result.output))
+        except ValueError as exc:  # a column name the warehouse cannot take; nothing was written
+            return False, (f"{ctx.name} {version} ran in {env} but its output cannot be written to {table}: {exc}; "
+                           f"rename the columns {spec.job.entrypoint} returns"), metadata
     metadata["rows"] = rows
     return True, f"{version} wrote {rows} rows to {table} in {result.runtime_s}s", metadata
 

@@ -9,16 +9,20 @@ team reviewed (platform.yaml `models.trusted_types`), which the spec names.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
-from sklearn.compose import ColumnTransformer
-from sklearn.ensemble import HistGradientBoostingClassifier
-from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import OneHotEncoder
+if TYPE_CHECKING:
+    import pandas as pd
+    from sklearn.pipeline import Pipeline
 
 
 def train(features: pd.DataFrame, label: pd.Series, params: dict[str, Any]) -> Pipeline:
+    """Imports inside: the platform's sandbox child imports this file only to call it."""
+    from sklearn.compose import ColumnTransformer
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import OneHotEncoder
+
     categorical = features.select_dtypes(include=["object", "string"]).columns.tolist()
     preprocess = ColumnTransformer(
         [("categorical", OneHotEncoder(handle_unknown="ignore", sparse_output=False), categorical)],
