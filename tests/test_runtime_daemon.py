@@ -64,7 +64,9 @@ def test_a_killed_prod_process_is_recorded_down_and_restarted_by_the_daemon(fast
         restarted = wait_for("a restart", lambda: (c := platform.current(SERVICE, "prod")) and
                              c["pid"] != before["pid"] and c, log, poll_s=0.25)
         took = time.time() - killed_at
-        down = [x for x in live_history(platform.instance, killed_at) if x.state == DOWN]
+        # The sensor restarts within its tick; the daemon writes the tick's evaluations when it ends.
+        down = wait_for("the down record", lambda: [x for x in live_history(platform.instance, killed_at)
+                                                    if x.state == DOWN], log, deadline_s=30, poll_s=0.25)
         assert down and "is gone" in down[0].detail, live_history(platform.instance, killed_at)
         assert took <= 2 * INTERVAL_S + TICK_SLACK_S, f"restarted {took:.1f}s after the kill"
         assert not alive(before["pid"]) and restarted["restarts"] == 1 and restarted["url"] == before["url"]
