@@ -13,7 +13,7 @@ import difflib
 import os
 import re
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from graphlib import CycleError, TopologicalSorter
 from pathlib import Path
 from typing import Any
@@ -36,6 +36,7 @@ class CatalogError:
     file: Path
     field: str
     message: str
+    owner: str | None = None  # the team the spec names, when it names one: its code location shows the error
 
     def __str__(self) -> str:
         where = f"field '{self.field}'" if self.field else "(whole file)"
@@ -57,6 +58,13 @@ class Catalog:
 
     def downstream_of(self, name: str) -> list[str]:
         return [d.name for d in self if name in d.spec.depends_on]
+
+    def owned_by(self, team: str) -> Catalog:
+        """What one team's code location holds: its deliverables (still upstream-first) and the errors
+        of its own spec files."""
+        return Catalog(root=self.root, teams=self.teams,
+                       deliverables={n: d for n, d in self.deliverables.items() if d.spec.owner == team},
+                       errors=[error for error in self.errors if error.owner == team])
 
 
 def _display(path: Path) -> str:
@@ -125,7 +133,25 @@ def _registry(settings: PlatformSettings) -> tuple[Teams | None, CatalogError | 
 def _load_one(
     path: Path, settings: PlatformSettings, teams: Teams | None, registry: str
 ) -> tuple[str | None, Deliverable | None, list[CatalogError]]:
-    """The name the file declares (so dependents of a broken spec are told so), the deliverable, its errors."""
+    """The name the file declares (so dependents of a broken spec are told so), the deliverable, its
+    errors (each with the team the file names, if any)."""
+    name, deliverable, errors = _read_one(path, settings, teams, registry)
+    owner = deliverable.spec.owner if deliverable else _named_owner(path)
+    return name, deliverable, [replace(error, owner=owner) for error in errors]
+
+
+def _named_owner(path: Path) -> str | None:
+    try:
+        raw = read_spec(path)
+    except SpecFileError:
+        return None
+    owner = raw.get("owner") if isinstance(raw, Mapping) else None
+    return owner if isinstance(owner, str) else None
+
+
+def _read_one(
+    path: Path, settings: PlatformSettings, teams: Teams | None, registry: str
+) -> tuple[str | None, Deliverable | None, list[CatalogError]]:
     try:
         raw = read_spec(path)
     except SpecFileError as exc:
@@ -177,7 +203,7 @@ def _without_shared_claims(
             reported.add((deliverable.path, others))
             errors.append(CatalogError(deliverable.path, field_name,
                                        f"{claim} is also declared by {others}; only one deliverable may declare "
-                                       "it, so all of them are left out until only one does"))
+                                       "it, so all of them are left out until only one does", deliverable.spec.owner))
             rejected.add(deliverable.path)
     return {d.name: d for d in loaded if d.path not in rejected}
 
@@ -268,11 +294,13 @@ def _resolve_dependencies(
         except CycleError as exc:
             cycle = exc.args[1]
             for name in dict.fromkeys(cycle):
+                dropped = valid.pop(name)
                 errors.append(
                     CatalogError(
-                        valid.pop(name).path,
+                        dropped.path,
                         "depends_on",
                         f"dependency cycle {' -> '.join(reversed(cycle))}; remove one of these dependencies",
+                        dropped.spec.owner,
                     )
                 )
 
@@ -289,7 +317,8 @@ def _drop_unresolved(valid: dict[str, Deliverable], known: set[str], errors: lis
                     "it was left out of the catalog because of its own errors" if dep in known
                     else f"no such deliverable; known: {', '.join(sorted(known)) or 'none'}"
                 )
-                errors.append(CatalogError(deliverable.path, "depends_on", f"'{dep}': {reason}"))
+                errors.append(CatalogError(deliverable.path, "depends_on", f"'{dep}': {reason}",
+                                           deliverable.spec.owner))
             if missing:
                 del valid[name]
                 changed = True

@@ -1,72 +1,7 @@
-"""The code location: `dagster dev`, `dagster asset materialize -m platform_assets.definitions`."""
+"""The single code location: `dagster dev`, `dagster asset materialize -m platform_assets.definitions`."""
 
-from __future__ import annotations
-
-import dagster as dg
-
-from platform_assets.approval_job import approval_job
-from platform_assets.catalog import Catalog, load_catalog
-from platform_assets.factory import build_assets, live_checks
-from platform_assets.freshness import freshness_checks, freshness_sensor
-from platform_assets.kinds.model.drift_check import drift_checks, drift_schedule
+from platform_assets.code_location import build_definitions
 from platform_assets.kinds.model.safety import forbid_unchecked_loads
-from platform_assets.kinds.registry import HANDLERS
-from platform_assets.metrics_asset import delivery_metrics_asset, delivery_metrics_schedule
-from platform_assets.resources_config import platform_resources
-from platform_assets.settings import PlatformSettings, catalog_dir, load_settings
-from sensors.promotion import promotion_sensors
-from sensors.runtime import runtime_sensor
-from sensors.triggers import trigger_sensors
-
-
-def executor(settings: PlatformSettings) -> dg.ExecutorDefinition:
-    """One executor for the whole location, by execution mode: one run has one executor, and the
-    k8s executor needs the K8sRunLauncher, so the mode (not a job) decides."""
-    if settings.execution_mode == "kubernetes":
-        from platform_assets.k8s_executor import kubernetes_executor
-
-        return kubernetes_executor(settings)
-    if settings.execution.local_start_method == "spawn":
-        return dg.multiprocess_executor
-    # Steps fork from a server that imported this module (Dagster, the catalog, the asset graph) once
-    # per run, instead of paying that load per step; heavy libraries are imported where used, so the
-    # preload stays small. Each step is still a process of its own.
-    return dg.multiprocess_executor.configured(
-        {"start_method": {"forkserver": {"preload_modules": ["platform_assets.definitions"]}}},
-        name=dg.multiprocess_executor.name)
-
-
-def build_definitions(settings: PlatformSettings | None = None) -> dg.Definitions:
-    settings = settings or load_settings()
-    catalog = load_catalog(catalog_dir(settings), settings)
-    sensors = trigger_sensors(catalog, settings)
-    if len(catalog):  # it also deploys evaluated versions into the first environment
-        sensors += promotion_sensors(catalog, settings)
-    live = live_checks(catalog, settings)
-    if live is not None:
-        sensors.append(runtime_sensor(catalog, settings))
-    fresh = freshness_checks(catalog, settings)
-    if fresh:
-        sensors.append(freshness_sensor(fresh, settings))
-    drift = drift_checks(catalog, settings)
-    location = dg.Definitions(
-        assets=[*build_assets(settings, catalog), delivery_metrics_asset(catalog, settings)],
-        asset_checks=[*([live] if live is not None else []), *fresh, *([drift] if drift else [])],
-        resources=platform_resources(settings),
-        executor=executor(settings),
-        sensors=sensors,
-        jobs=[approval_job(catalog, settings)],
-        schedules=[delivery_metrics_schedule(), *([drift_schedule(drift, settings)] if drift else [])],
-    )
-    return dg.Definitions.merge(location, *kind_definitions(catalog, settings))
-
-
-def kind_definitions(catalog: Catalog, settings: PlatformSettings) -> list[dg.Definitions]:
-    """What each kind adds for its deliverables beyond the four stages (a batch job's schedules)."""
-    found = (handler.kind_definitions([d for d in catalog if d.kind == kind], settings)
-             for kind, handler in HANDLERS.items())
-    return [definitions for definitions in found if definitions is not None]
-
 
 forbid_unchecked_loads()  # every platform process loads this module: MLflow deserializes no unchecked model
 defs = build_definitions()

@@ -17,6 +17,7 @@ from platform_assets.records import HEALTHY, LAST_DEPLOY, build_key, env_key, ev
 from platform_assets.settings import PlatformSettings, catalog_dir
 from platform_assets.specs import Deliverable
 from platform_assets.stages import run_build, run_deploy, run_evaluate
+from platform_assets.workspace import SHARED_LOCATION
 
 CATALOG_KEY = dg.AssetKey(["platform", "catalog"])
 LIVE_CHECKS = "platform_live"
@@ -128,33 +129,49 @@ def _deploy_body(deliverable: Deliverable, settings: PlatformSettings, env: str)
     return lambda context: run_deploy(context, deliverable, settings, env)
 
 
-def catalog_asset(settings: PlatformSettings, catalog: Catalog, kind_problems: list[str]) -> dg.AssetsDefinition:
+def catalog_key(team: str | None = None) -> dg.AssetKey:
+    """`platform/catalog` (every spec: the single location, or the shared one); a team's own specs
+    when each team has a code location."""
+    return CATALOG_KEY if team in (None, SHARED_LOCATION) else dg.AssetKey(["platform", f"catalog_{group_name(team)}"])
+
+
+def catalog_asset(
+    settings: PlatformSettings, catalog: Catalog, kind_problems: list[str], team: str | None = None
+) -> dg.AssetsDefinition:
     """The catalog itself, so spec errors are visible in the UI beside the assets they concern.
 
     `kind_problems` (e.g. a dbt project that does not parse) were found while loading and are
-    reported with every check, since only a reload of the code location can clear them.
+    reported with every check, since only a reload of the code location can clear them. A team's
+    location reports its own specs' errors; the shared one every spec's.
     """
-    errors_at_load = "\n".join(f"- {error}" for error in [*catalog.errors, *kind_problems]) or "none"
+    key = catalog_key(team)
+    scoped = team not in (None, SHARED_LOCATION)
+
+    def errors_of(loaded: Catalog) -> list[str]:
+        return [*map(str, (loaded.owned_by(team) if scoped else loaded).errors), *kind_problems]
+
+    errors_at_load = "\n".join(f"- {error}" for error in errors_of(catalog)) or "none"
+    specs = f"{team}'s specs" if scoped else "the deliverable catalog"
 
     @dg.asset(
-        key=CATALOG_KEY,
-        group_name=PLATFORM_GROUP,
+        key=key,
+        group_name=group_name(team) if scoped else PLATFORM_GROUP,
         kinds={"yaml"},
         description=(
-            f"The deliverable catalog in {catalog.root}: {len(catalog)} valid, "
-            f"{len(catalog.errors) + len(kind_problems)} error(s) "
+            f"{specs} in {catalog.root}: {len(catalog.owned_by(team) if scoped else catalog)} valid, "
+            f"{len(errors_of(catalog))} error(s) "
             "when the definitions were loaded. Materialize to re-check; `deliver validate` shows the same."
         ),
         metadata={"catalog_dir": dg.MetadataValue.path(str(catalog.root)),
                   "errors_at_load": dg.MetadataValue.md(errors_at_load)},
-        check_specs=[dg.AssetCheckSpec(CATALOG_CHECK, asset=CATALOG_KEY, description="every spec is valid")],
+        check_specs=[dg.AssetCheckSpec(CATALOG_CHECK, asset=key, description="every spec is valid")],
     )
     def _catalog(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
         current = load_catalog(catalog.root, settings)
-        errors = [*map(str, current.errors), *kind_problems]
+        errors = errors_of(current)
         listing = "\n".join(f"- {error}" for error in errors)
         return dg.MaterializeResult(
-            metadata={"deliverables": len(current), "errors": len(errors)},
+            metadata={"deliverables": len(current.owned_by(team) if scoped else current), "errors": len(errors)},
             check_results=[
                 dg.AssetCheckResult(
                     check_name=CATALOG_CHECK,
@@ -168,23 +185,30 @@ def catalog_asset(settings: PlatformSettings, catalog: Catalog, kind_problems: l
     return _catalog
 
 
-def all_kind_assets(catalog: Catalog, settings: PlatformSettings) -> tuple[list[dg.AssetsDefinition], list[str]]:
-    """What the kinds add once, and their problems: `deliver validate` prints the same text."""
+def all_kind_assets(
+    catalog: Catalog, settings: PlatformSettings, team: str | None = None
+) -> tuple[list[dg.AssetsDefinition], list[str]]:
+    """What the kinds add once (with `team`: what that team's location holds), and their problems:
+    `deliver validate` prints the same text."""
     assets: list[dg.AssetsDefinition] = []
     problems: list[str] = []
     for kind, handler in HANDLERS.items():
-        kind_assets, kind_problems = handler.kind_assets([d for d in catalog if d.kind == kind], settings)
+        kind_assets, kind_problems = handler.kind_assets([d for d in catalog if d.kind == kind], settings, team)
         assets.extend(kind_assets)
         problems.extend(f"kind '{kind}': {problem}" for problem in kind_problems)
     return assets, problems
 
 
-def build_assets(settings: PlatformSettings, catalog: Catalog | None = None) -> list[dg.AssetsDefinition]:
+def build_assets(
+    settings: PlatformSettings, catalog: Catalog | None = None, team: str | None = None
+) -> list[dg.AssetsDefinition]:
+    """Every asset of the catalog, or (`team`) of one team's code location: the whole catalog is
+    read, so a team's assets name their upstreams in other locations."""
     catalog = catalog or load_catalog(catalog_dir(settings), settings)
-    assets, problems = all_kind_assets(catalog, settings)
-    assets.append(catalog_asset(settings, catalog, problems))
+    assets, problems = all_kind_assets(catalog, settings, team)
+    assets.append(catalog_asset(settings, catalog, problems, team))
     compute_tags = ComputeTags(settings)
-    for deliverable in catalog:
+    for deliverable in catalog.owned_by(team) if team is not None else catalog:
         assets.extend(deliverable_assets(deliverable, settings, compute_tags))
     return assets
 

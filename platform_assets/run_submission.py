@@ -19,6 +19,7 @@ from platform_assets.settings import PlatformSettings, SettingsError
 WEBSERVER_ENV = "PLATFORM_WEBSERVER_URL"
 TOKEN_ENV = "PLATFORM_WEBSERVER_TOKEN"  # a bearer token for the authenticating proxy, when it takes one
 ASSET_JOB = "__ASSET_JOB"
+REPOSITORY = "__repository__"  # the repository a location's Definitions make
 TERMINAL = ("SUCCESS", "FAILURE", "CANCELED")
 _FAILURES = """
 query Failures($runId: ID!) {
@@ -75,14 +76,16 @@ def _unreachable(settings: PlatformSettings, exc: Exception) -> SettingsError:
                          f"start `make dev` (UI and daemon), or set {WEBSERVER_ENV} to the platform's URL")
 
 
-def submit(settings: PlatformSettings, tags: dict[str, str], assets: Sequence[Any] = (), job: str = ASSET_JOB,
-           run_config: dict[str, Any] | None = None) -> str:
-    """Queue a run of `assets` (asset keys) or of the op job `job`; return its run id."""
+def submit(settings: PlatformSettings, location: str, tags: dict[str, str], assets: Sequence[Any] = (),
+           job: str = ASSET_JOB, run_config: dict[str, Any] | None = None) -> str:
+    """Queue a run of `assets` (asset keys) or of the op job `job` in the code location `location`
+    (workspace.location_of: every location has an asset job and an approval job); return its run id."""
     from dagster_graphql import DagsterGraphQLClientError
 
     try:
-        return _client(settings).submit_job_execution(job, run_config=run_config or {}, tags=tags,
-                                                      asset_selection=list(assets) or None)
+        return _client(settings).submit_job_execution(job, repository_location_name=location,
+                                                      repository_name=REPOSITORY, run_config=run_config or {},
+                                                      tags=tags, asset_selection=list(assets) or None)
     except DagsterGraphQLClientError as exc:
         if "connect" in str(exc).lower():
             raise _unreachable(settings, exc) from exc

@@ -59,7 +59,7 @@ class Platform:
     def automate(self, cursors: dict[str, str | None], launched: dict[str, bool], rounds: int = 8) -> list[str]:
         """Tick every platform sensor and run what it requests, as the daemon would (a run key is
         launched once), until no sensor asks for anything; return the run keys launched."""
-        from platform_assets.definitions import build_definitions
+        from platform_assets.code_location import build_definitions
 
         defs = build_definitions(self.settings)
         started = []

@@ -77,14 +77,15 @@ class DagsterServer:
 
 
 @contextmanager
-def dagster_dev(home: Path, env: dict[str, str], log: Path, ready_s: float = 240) -> Iterator[DagsterServer]:
-    """Start `dagster dev -w workspace.yaml` with `env`; yield once the UI answers and the daemons
-    are healthy; kill everything it started afterwards."""
+def dagster_dev(home: Path, env: dict[str, str], log: Path, ready_s: float = 240,
+                workspace: Path = PROJECT_ROOT / "workspace.yaml") -> Iterator[DagsterServer]:
+    """Start `dagster dev -w workspace.yaml` (or `workspace`) with `env`; yield once the UI answers and
+    the daemons are healthy; kill everything it started afterwards."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     with log.open("w") as out:
         process = subprocess.Popen([str(Path(sys.executable).parent / "dagster"), "dev", "-w",
-                                    str(PROJECT_ROOT / "workspace.yaml"), "-h", "127.0.0.1", "-p", str(port)],
+                                    str(workspace), "-h", "127.0.0.1", "-p", str(port)],
                                    cwd=PROJECT_ROOT, env={**env, "DAGSTER_HOME": str(home)}, stdout=out,
                                    stderr=subprocess.STDOUT, start_new_session=True)
     server = DagsterServer(url, home, log)

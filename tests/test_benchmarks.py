@@ -50,6 +50,23 @@ def test_the_lead_time_benchmark_delivers_with_forked_steps(tmp_path: Path) -> N
     assert "RATIO forkserver" in completed.stdout
 
 
+def test_the_team_locations_benchmark_delivers_from_a_team_location(tmp_path: Path) -> None:
+    """A small organisation: the demo service reaches prod from its team's location (`-m
+    platform_assets.team_locations -a team_03`, steps forked from a forkserver that preloads that
+    team), and from the single location, with every figure read back."""
+    report = tmp_path / "teams.json"
+    completed = subprocess.run([sys.executable, "benchmarks/bench_team_locations.py", "--size", "40", "--repeat", "1",
+                                "--deliveries", "1", "--json", str(report)], cwd=PROJECT_ROOT, capture_output=True,
+                               text=True, timeout=600)
+    assert completed.returncode == 0, (completed.stdout + completed.stderr)[-3000:]
+    figures = json.loads(report.read_text())
+    assert 0 < figures["import_dagster"][0] < figures["team_location"][0]
+    for case in ("delivery_org", "delivery_demo", "delivery_org_single"):
+        [run] = figures[case]
+        assert 0 < run["startup"] < run["work"] < run["run"] < run["wall"], (case, run)
+    assert "RATIO team_location" in completed.stdout and "RATIO delivery" in completed.stdout
+
+
 @pytest.mark.daemon
 def test_the_daemon_lead_time_benchmark_reaches_prod_without_promotion_ticks(tmp_path: Path) -> None:
     """One source change under the real daemon: three runs (build and evaluate, staging, prod), the

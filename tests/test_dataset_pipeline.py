@@ -13,7 +13,7 @@ import psycopg2
 import pytest
 import yaml
 
-from platform_assets.definitions import build_definitions
+from platform_assets.code_location import build_definitions
 from platform_assets.factory import CATALOG_KEY
 from platform_assets.settings import PROJECT_ROOT, dbt_project_dir, load_settings
 from resources.warehouse import DuckDBWarehouse

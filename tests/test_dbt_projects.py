@@ -15,7 +15,7 @@ import psycopg2
 import pytest
 import yaml
 
-from platform_assets.definitions import build_definitions
+from platform_assets.code_location import build_definitions
 from platform_assets.handlers.base import BUILD_RECORD
 from platform_assets.kinds.dataset.dbt_child import dbt_env
 from platform_assets.settings import PROJECT_ROOT, load_settings

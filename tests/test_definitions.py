@@ -12,7 +12,7 @@ import dagster as dg
 import pytest
 import yaml
 
-from platform_assets.definitions import build_definitions
+from platform_assets.code_location import build_definitions
 from platform_assets.factory import CATALOG_CHECK, CATALOG_KEY
 from tests.conftest import PROJECT_ROOT, Platform
 

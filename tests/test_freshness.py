@@ -10,7 +10,7 @@ import dagster as dg
 import yaml
 
 from platform_assets.catalog import load_catalog
-from platform_assets.definitions import build_definitions
+from platform_assets.code_location import build_definitions
 from platform_assets.freshness import FRESH_UNTIL, FRESHNESS_SENSOR, REPORT_CHECK, report_schedule_result
 from platform_assets.records import LAST_UPDATED, build_key, env_key
 from platform_assets.settings import catalog_dir

@@ -12,7 +12,7 @@ import duckdb
 import pytest
 
 from platform_assets.catalog import load_catalog
-from platform_assets.definitions import build_definitions
+from platform_assets.code_location import build_definitions
 from platform_assets.kinds.job.handler import SCHEDULED_RUN
 from platform_assets.kinds.job.schedule import job_name
 from platform_assets.records import env_key

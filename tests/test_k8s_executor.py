@@ -19,8 +19,8 @@ import pytest
 import yaml
 
 from platform_assets.catalog import load_catalog
+from platform_assets.code_location import build_definitions
 from platform_assets.compute import COMPUTE_TAG, GPU_TAG, K8S_CONFIG_TAG, step_compute
-from platform_assets.definitions import build_definitions
 from platform_assets.settings import PROJECT_ROOT, SettingsError, load_settings
 from tests.conftest import copy_deliverable
 from tests.k8s_render import CODE_IMAGE, FAKE_KUBECONFIG, k8s_launcher_instance_config, render_step_job

@@ -17,7 +17,7 @@ import httpx
 import yaml
 
 from platform_assets.catalog import load_catalog
-from platform_assets.definitions import build_definitions
+from platform_assets.code_location import build_definitions
 from platform_assets.delivery_actions import history
 from platform_assets.model_token import master_token, model_token
 from platform_assets.settings import PROJECT_ROOT, load_settings

@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from platform_assets.catalog import load_catalog
-from platform_assets.definitions import build_definitions
+from platform_assets.code_location import build_definitions
 from platform_assets.delivery_actions import history
 from platform_assets.kinds.model.safety import ALLOW_PICKLE_ENV, HOW_TO_LOG, UnsafeModel, load_version, model_problems
 from platform_assets.model_token import master_token, model_token

@@ -134,9 +134,13 @@ class KindHandler(ABC):
         return []
 
     def kind_assets(
-        self, deliverables: list[Deliverable], settings: PlatformSettings
+        self, deliverables: list[Deliverable], settings: PlatformSettings, team: str | None = None
     ) -> tuple[list[AssetsDefinition], list[str]]:
-        """Assets the kind adds once for all its deliverables, and problems that kept some out."""
+        """Assets the kind adds once for all its deliverables, and problems that kept some out.
+
+        `deliverables` are all of the kind in the catalog; with `team` (one code location per team)
+        only the assets that team's location holds, each held by exactly one location, and only the
+        problems of that team's deliverables."""
         return [], []
 
     def kind_definitions(self, deliverables: list[Deliverable], settings: PlatformSettings) -> Definitions | None:

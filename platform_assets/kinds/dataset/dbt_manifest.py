@@ -181,15 +181,23 @@ def _column_schema(node: Mapping[str, Any]) -> dg.TableSchema:
 
 
 def warehouse_assets(
-    project: DbtProject, published: Mapping[str, str], warehouse_type: str = "duckdb"
+    project: DbtProject, published: Mapping[str, str], warehouse_type: str = "duckdb", team: str | None = None
 ) -> dg.AssetsDefinition | None:
     """A project's dbt models as one subsettable multi-asset; runs `dbt build` into its dev schema.
 
-    The `duckdb` pool is DuckDB's one-writer limit (the same pool as the dataset stages); a
-    PostgreSQL warehouse takes concurrent writers, so its dbt steps run in parallel."""
+    With `team` (a code location per team), only the nodes that team owns: a node no published
+    model reaches belongs to the team of the project's first publisher, so every node has one
+    location. The `duckdb` pool is DuckDB's one-writer limit (the same pool as the dataset
+    stages); a PostgreSQL warehouse takes concurrent writers, so its dbt steps run in parallel."""
     manifest_file = ensure_manifest(project)
     manifest = load_manifest(manifest_file)
-    specs, checks = dbt_specs(manifest, team_of_nodes(manifest, published), project, warehouse_type)
+    owners = team_of_nodes(manifest, published)
+    specs, checks = dbt_specs(manifest, owners, project, warehouse_type)
+    if team is not None:
+        held = {uid for uid in manifest["nodes"] if owners.get(uid, next(iter(published.values()), None)) == team}
+        keys = {dbt_asset_key(manifest["nodes"][uid], project.key_prefix) for uid in held}
+        specs = [spec for spec in specs if spec.key in keys]
+        checks = [check for check in checks if check.asset_key in keys]
     if not specs:
         return None
 

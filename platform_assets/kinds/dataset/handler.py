@@ -128,9 +128,13 @@ class DatasetHandler(KindHandler):
         return claims
 
     def kind_assets(
-        self, deliverables: list[Deliverable], settings: PlatformSettings
+        self, deliverables: list[Deliverable], settings: PlatformSettings, team: str | None = None
     ) -> tuple[list[AssetsDefinition], list[str]]:
-        """Each dbt project's models as assets; a project that does not parse leaves out its own models only."""
+        """Each dbt project's models as assets; a project that does not parse leaves out its own models only.
+
+        With `team`, a project is parsed only when one of that team's datasets uses it, and only the
+        nodes the team owns (`team_of_nodes`, over every dataset of the project, so all locations
+        agree) are its location's: another team's project that does not parse is not its problem."""
         assets: list[AssetsDefinition] = []
         problems: list[str] = []
         by_project: dict[DbtProject, list[Deliverable]] = {}
@@ -138,26 +142,32 @@ class DatasetHandler(KindHandler):
             try:
                 by_project.setdefault(project_of(deliverable), []).append(deliverable)
             except ProjectError as exc:
-                problems.append(f"{deliverable.path}: field 'dataset.project': {exc}")
+                if team in (None, deliverable.spec.owner):
+                    problems.append(f"{deliverable.path}: field 'dataset.project': {exc}")
         named: dict[str, DbtProject] = {}
         for project, users in by_project.items():
+            mine = [d for d in users if team in (None, d.spec.owner)]
             if named.setdefault(project.key_prefix, project) is not project:
-                problems.append(f"{', '.join(str(d.path) for d in users)}: field 'dataset.project': the dbt project "
-                                f"{project.dir} is named '{project.name}' like {named[project.key_prefix].dir}; "
-                                "asset keys start with the project name, so rename one of them")
+                if mine:
+                    problems.append(f"{', '.join(str(d.path) for d in users)}: field 'dataset.project': the dbt "
+                                    f"project {project.dir} is named '{project.name}' like "
+                                    f"{named[project.key_prefix].dir}; asset keys start with the project name, "
+                                    "so rename one of them")
+                continue
+            if not mine:
                 continue
             published = {model: d.spec.owner for d in users for model in d.spec.dataset.models}
             try:
-                built = warehouse_assets(project, published, settings.warehouse.type)
+                built = warehouse_assets(project, published, settings.warehouse.type, team)
                 manifest = load_manifest(ensure_manifest(project))
             except ManifestError as exc:
-                files = ", ".join(str(d.path) for d in users)
+                files = ", ".join(str(d.path) for d in mine)
                 where = "" if project.is_platform else f"{files}: field 'dataset.project': "
                 problems.append(f"{where}{exc}\nIts models are left out and the builds of "
-                                f"{', '.join(d.name for d in users)} fail until the project parses.")
+                                f"{', '.join(d.name for d in mine)} fail until the project parses.")
                 continue
             assets += [built] if built else []
-            problems += project_problems(project, manifest, users)
+            problems += project_problems(project, manifest, mine)
         return assets, problems
 
     def version(self, ctx: StageContext) -> str:
