@@ -38,11 +38,12 @@ def executor(settings: PlatformSettings, team: str | None = None) -> dg.Executor
         {"start_method": {"forkserver": {"preload_modules": [preload]}}}, name=dg.multiprocess_executor.name)
 
 
-def build_definitions(settings: PlatformSettings | None = None, team: str | None = None) -> dg.Definitions:
+def build_definitions(settings: PlatformSettings | None = None, team: str | None = None,
+                      catalog: Catalog | None = None) -> dg.Definitions:
     """The whole catalog's location, or (`team`) that team's: its deliverables, checks, sensors and
     jobs; the shared location (and the single one) adds the platform's own assets."""
     settings = settings or load_settings()
-    catalog = load_catalog(catalog_dir(settings), settings)
+    catalog = catalog or load_catalog(catalog_dir(settings), settings)
     own = catalog if team is None else catalog.owned_by(team)
     sensors = trigger_sensors(own, settings)
     if len(own):  # it also deploys evaluated versions into the first environment

@@ -13,9 +13,11 @@ import os
 
 import dagster as dg
 
+from platform_assets.catalog import load_catalog
 from platform_assets.code_location import build_definitions
 from platform_assets.kinds.model.safety import forbid_unchecked_loads
-from platform_assets.workspace import LOCATION_ENV, team_of
+from platform_assets.settings import catalog_dir, load_settings, teams_path
+from platform_assets.workspace import LOCATION_ENV, attribute_of, location_teams, team_of
 
 forbid_unchecked_loads()  # as in definitions.py: MLflow deserializes no unchecked model
 
@@ -24,8 +26,14 @@ def __getattr__(attribute: str) -> dg.Definitions:
     team = team_of(attribute)
     if team is None:
         raise AttributeError(f"module {__name__!r} has no attribute {attribute!r}")
+    settings = load_settings()
+    catalog = load_catalog(catalog_dir(settings), settings)
+    teams = location_teams(catalog)
+    if team not in teams:
+        raise AttributeError(f"{__name__}: no team '{team}' in {teams_path(settings)} or the catalog; its locations: "
+                             f"{', '.join(attribute_of(t) for t in teams)}")
     os.environ[LOCATION_ENV] = attribute
-    definitions = globals()[attribute] = build_definitions(team=team)
+    definitions = globals()[attribute] = build_definitions(settings, team, catalog)
     return definitions
 
 

@@ -154,7 +154,9 @@ def test_a_team_module_builds_only_the_team_it_is_asked_for(per_team: PlatformSe
     probe = ("import json, os, platform_assets.team_locations as t\n"
              "built = sorted(a for a in ('analytics', 'ml_team', 'recs_team') if a in vars(t))\n"
              "keys = t.ml_team.resolve_asset_graph().get_all_asset_keys()\n"
-             "print(json.dumps([built, os.environ['PLATFORM_TEAM_LOCATION'], len(keys), hasattr(t, 'Not-a-team')]))\n")
+             "try:\n    t.no_such_team\nexcept AttributeError as exc:\n    refused = str(exc)\n"
+             "print(json.dumps([built, os.environ['PLATFORM_TEAM_LOCATION'], len(keys), hasattr(t, 'Not-a-team'), "
+             "refused.endswith('its locations: platform, analytics, ml_team, recs_team')]))\n")
     env = {k: v for k, v in os.environ.items() if k != "PLATFORM_TEAM_LOCATION"}
     outcomes = []
     for named in (None, "recs_team"):
@@ -163,7 +165,7 @@ def test_a_team_module_builds_only_the_team_it_is_asked_for(per_team: PlatformSe
         assert child.returncode == 0, child.stderr[-2000:]
         outcomes.append(json.loads(child.stdout.splitlines()[-1]))
     ml_keys = len(held(build_definitions(per_team, "ml-team"))[0]) + 1  # and the upstream it depends on
-    assert outcomes == [[[], "ml_team", ml_keys, False], [["recs_team"], "ml_team", ml_keys, False]]
+    assert outcomes == [[[], "ml_team", ml_keys, False, True], [["recs_team"], "ml_team", ml_keys, False, True]]
 
 
 @pytest.fixture
