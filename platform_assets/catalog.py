@@ -59,9 +59,11 @@ class Catalog:
     def downstream_of(self, name: str) -> list[str]:
         return [d.name for d in self if name in d.spec.depends_on]
 
-    def owned_by(self, team: str) -> Catalog:
+    def owned_by(self, team: str | None) -> Catalog:
         """What one team's code location holds: its deliverables (still upstream-first) and the errors
-        of its own spec files."""
+        of its own spec files; None: the whole catalog."""
+        if team is None:
+            return self
         return Catalog(root=self.root, teams=self.teams,
                        deliverables={n: d for n, d in self.deliverables.items() if d.spec.owner == team},
                        errors=[error for error in self.errors if error.owner == team])
@@ -135,29 +137,20 @@ def _load_one(
 ) -> tuple[str | None, Deliverable | None, list[CatalogError]]:
     """The name the file declares (so dependents of a broken spec are told so), the deliverable, its
     errors (each with the team the file names, if any)."""
-    name, deliverable, errors = _read_one(path, settings, teams, registry)
-    owner = deliverable.spec.owner if deliverable else _named_owner(path)
-    return name, deliverable, [replace(error, owner=owner) for error in errors]
-
-
-def _named_owner(path: Path) -> str | None:
-    try:
-        raw = read_spec(path)
-    except SpecFileError:
-        return None
-    owner = raw.get("owner") if isinstance(raw, Mapping) else None
-    return owner if isinstance(owner, str) else None
-
-
-def _read_one(
-    path: Path, settings: PlatformSettings, teams: Teams | None, registry: str
-) -> tuple[str | None, Deliverable | None, list[CatalogError]]:
     try:
         raw = read_spec(path)
     except SpecFileError as exc:
         return None, None, [CatalogError(path, "", str(exc))]
     if not isinstance(raw, Mapping):
         return None, None, [CatalogError(path, "", "a spec is a YAML mapping with name, kind, owner, description")]
+    name, deliverable, errors = _validate(path, raw, settings, teams, registry)
+    owner = raw.get("owner") if isinstance(raw.get("owner"), str) else None
+    return name, deliverable, [replace(error, owner=owner) for error in errors]
+
+
+def _validate(
+    path: Path, raw: Mapping[str, Any], settings: PlatformSettings, teams: Teams | None, registry: str
+) -> tuple[str | None, Deliverable | None, list[CatalogError]]:
     name = raw.get("name") if isinstance(raw.get("name"), str) else None
     models = spec_models()
     kind = raw.get("kind")

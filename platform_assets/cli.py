@@ -177,9 +177,10 @@ def _awaiting(settings: PlatformSettings, catalog: Catalog, name: str, env: str)
 
 
 def _location(settings: PlatformSettings, catalog: Catalog, name: str) -> str:
+    from platform_assets.delivery_actions import deliverable_named
     from platform_assets.workspace import location_of
 
-    return location_of(settings, catalog.deliverables[name].spec.owner)
+    return location_of(settings, deliverable_named(catalog, name).spec.owner)
 
 
 def _deploy_run(settings: PlatformSettings, catalog: Catalog, action: str, name: str, env: str,

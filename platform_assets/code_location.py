@@ -14,7 +14,7 @@ from platform_assets.kinds.registry import HANDLERS
 from platform_assets.metrics_asset import delivery_metrics_asset, delivery_metrics_schedule
 from platform_assets.resources_config import platform_resources
 from platform_assets.settings import PlatformSettings, catalog_dir, load_settings
-from platform_assets.workspace import SHARED_LOCATION, SINGLE_MODULE, TEAM_MODULE
+from platform_assets.workspace import SINGLE_MODULE, TEAM_MODULE, holds_platform_assets
 from sensors.promotion import promotion_sensors
 from sensors.runtime import runtime_sensor
 from sensors.triggers import trigger_sensors
@@ -44,7 +44,7 @@ def build_definitions(settings: PlatformSettings | None = None, team: str | None
     jobs; the shared location (and the single one) adds the platform's own assets."""
     settings = settings or load_settings()
     catalog = catalog or load_catalog(catalog_dir(settings), settings)
-    own = catalog if team is None else catalog.owned_by(team)
+    own = catalog.owned_by(team)
     sensors = trigger_sensors(own, settings)
     if len(own):  # it also deploys evaluated versions into the first environment
         sensors += promotion_sensors(own, settings)
@@ -55,7 +55,7 @@ def build_definitions(settings: PlatformSettings | None = None, team: str | None
     if fresh:
         sensors.append(freshness_sensor(fresh, settings))
     drift = drift_checks(own, settings)
-    shared = team in (None, SHARED_LOCATION)
+    shared = holds_platform_assets(team)
     metrics = [delivery_metrics_asset(catalog, settings)] if shared else []
     location = dg.Definitions(
         assets=[*build_assets(settings, catalog, team), *metrics],

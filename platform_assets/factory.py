@@ -17,7 +17,7 @@ from platform_assets.records import HEALTHY, LAST_DEPLOY, build_key, env_key, ev
 from platform_assets.settings import PlatformSettings, catalog_dir
 from platform_assets.specs import Deliverable
 from platform_assets.stages import run_build, run_deploy, run_evaluate
-from platform_assets.workspace import SHARED_LOCATION
+from platform_assets.workspace import holds_platform_assets, identifier
 
 CATALOG_KEY = dg.AssetKey(["platform", "catalog"])
 LIVE_CHECKS = "platform_live"
@@ -25,11 +25,6 @@ CATALOG_CHECK = "specs_valid"
 PLATFORM_GROUP = "platform"
 
 StageBody = Callable[[dg.AssetExecutionContext], dg.MaterializeResult | Iterator[dg.MaterializeResult]]
-
-
-def group_name(owner: str) -> str:
-    """One asset group per team (Dagster group names allow no '-')."""
-    return owner.replace("-", "_")
 
 
 def deliverable_assets(
@@ -40,7 +35,7 @@ def deliverable_assets(
     handler = get_handler(spec.kind)
     name = spec.name
     shared = {
-        "group_name": group_name(spec.owner),
+        "group_name": identifier(spec.owner),  # one asset group per team
         "owners": [f"team:{spec.owner}"],
         "kinds": {spec.kind, handler.technology},
         "metadata": {"spec": dg.MetadataValue.path(str(deliverable.path))},
@@ -132,7 +127,7 @@ def _deploy_body(deliverable: Deliverable, settings: PlatformSettings, env: str)
 def catalog_key(team: str | None = None) -> dg.AssetKey:
     """`platform/catalog` (every spec: the single location, or the shared one); a team's own specs
     when each team has a code location."""
-    return CATALOG_KEY if team in (None, SHARED_LOCATION) else dg.AssetKey(["platform", f"catalog_{group_name(team)}"])
+    return CATALOG_KEY if holds_platform_assets(team) else dg.AssetKey(["platform", f"catalog_{identifier(team)}"])
 
 
 def catalog_asset(
@@ -145,20 +140,20 @@ def catalog_asset(
     location reports its own specs' errors; the shared one every spec's.
     """
     key = catalog_key(team)
-    scoped = team not in (None, SHARED_LOCATION)
+    scope = None if holds_platform_assets(team) else team  # the shared location lists every spec
 
     def errors_of(loaded: Catalog) -> list[str]:
-        return [*map(str, (loaded.owned_by(team) if scoped else loaded).errors), *kind_problems]
+        return [*map(str, loaded.owned_by(scope).errors), *kind_problems]
 
     errors_at_load = "\n".join(f"- {error}" for error in errors_of(catalog)) or "none"
-    specs = f"{team}'s specs" if scoped else "the deliverable catalog"
+    specs = "the deliverable catalog" if scope is None else f"{team}'s specs"
 
     @dg.asset(
         key=key,
-        group_name=group_name(team) if scoped else PLATFORM_GROUP,
+        group_name=PLATFORM_GROUP if scope is None else identifier(team),
         kinds={"yaml"},
         description=(
-            f"{specs} in {catalog.root}: {len(catalog.owned_by(team) if scoped else catalog)} valid, "
+            f"{specs} in {catalog.root}: {len(catalog.owned_by(scope))} valid, "
             f"{len(errors_of(catalog))} error(s) "
             "when the definitions were loaded. Materialize to re-check; `deliver validate` shows the same."
         ),
@@ -171,7 +166,7 @@ def catalog_asset(
         errors = errors_of(current)
         listing = "\n".join(f"- {error}" for error in errors)
         return dg.MaterializeResult(
-            metadata={"deliverables": len(current.owned_by(team) if scoped else current), "errors": len(errors)},
+            metadata={"deliverables": len(current.owned_by(scope)), "errors": len(errors)},
             check_results=[
                 dg.AssetCheckResult(
                     check_name=CATALOG_CHECK,
@@ -208,7 +203,7 @@ def build_assets(
     assets, problems = all_kind_assets(catalog, settings, team)
     assets.append(catalog_asset(settings, catalog, problems, team))
     compute_tags = ComputeTags(settings)
-    for deliverable in catalog.owned_by(team) if team is not None else catalog:
+    for deliverable in catalog.owned_by(team):
         assets.extend(deliverable_assets(deliverable, settings, compute_tags))
     return assets
 

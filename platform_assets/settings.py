@@ -366,7 +366,7 @@ class PlatformSettings(_Strict):
     # Kinds beyond the built-in ones: `package.module:HandlerClass` import paths (kinds/registry.py).
     kinds: list[str] = Field(default_factory=list)
     # `single`: one code location for the whole catalog; `per_team`: one per team of the registry
-    # (code_locations.py), each loading only its team's deliverables.
+    # (workspace.py), each loading only its team's deliverables.
     code_locations: Literal["single", "per_team"] = "single"
     source: Path | None = Field(default=None, exclude=True)
 

@@ -17,7 +17,7 @@ from platform_assets.catalog import load_catalog
 from platform_assets.code_location import build_definitions
 from platform_assets.kinds.model.safety import forbid_unchecked_loads
 from platform_assets.settings import catalog_dir, load_settings, teams_path
-from platform_assets.workspace import LOCATION_ENV, attribute_of, location_teams, team_of
+from platform_assets.workspace import LOCATION_ENV, identifier, location_teams, team_of
 
 forbid_unchecked_loads()  # as in definitions.py: MLflow deserializes no unchecked model
 
@@ -31,7 +31,7 @@ def __getattr__(attribute: str) -> dg.Definitions:
     teams = location_teams(catalog)
     if team not in teams:
         raise AttributeError(f"{__name__}: no team '{team}' in {teams_path(settings)} or the catalog; its locations: "
-                             f"{', '.join(attribute_of(t) for t in teams)}")
+                             f"{', '.join(identifier(t) for t in teams)}")
     os.environ[LOCATION_ENV] = attribute
     definitions = globals()[attribute] = build_definitions(settings, team, catalog)
     return definitions

@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import copy
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from platform_assets.catalog import Catalog
-from platform_assets.settings import PlatformSettings
+if TYPE_CHECKING:  # the catalog imports the kinds, whose modules use `identifier`
+    from platform_assets.catalog import Catalog
+    from platform_assets.settings import PlatformSettings
 
 SINGLE_MODULE = "platform_assets.definitions"
 SINGLE_LOCATION = "platform"
@@ -28,22 +29,31 @@ LOCATION_ENV = "PLATFORM_TEAM_LOCATION"
 _ATTRIBUTE = re.compile(r"[a-z0-9_]+")
 
 
-def attribute_of(team: str) -> str:
-    """The module attribute of a team's location: team names are DNS labels, attributes identifiers."""
+def identifier(team: str) -> str:
+    """A team's name as an identifier: its location's module attribute and its asset group (team names
+    are DNS labels; attributes and Dagster group names allow no '-')."""
     return team.replace("-", "_")
 
 
 def team_of(attribute: str) -> str | None:
-    """The team an attribute names (the inverse of `attribute_of`), None when it names none."""
+    """The team an attribute names (the inverse of `identifier`), None when it names none."""
     return attribute.replace("_", "-") if _ATTRIBUTE.fullmatch(attribute) else None
 
 
 def location_teams(catalog: Catalog) -> list[str]:
-    """Every team of the registry (a location exists before its first deliverable), every owner (the
-    registry may be broken), and the shared location; the shared one first."""
-    teams = set(catalog.teams.team_names() if catalog.teams else ())
-    teams |= {d.spec.owner for d in catalog} | {e.owner for e in catalog.errors if e.owner}
+    """The shared location, then every team of the registry (a location exists before its first
+    deliverable; a spec naming an unknown team is an error of `platform/catalog`), or, while the
+    registry is broken, every team a spec names."""
+    if catalog.teams is not None:
+        teams = set(catalog.teams.team_names())
+    else:
+        teams = {d.spec.owner for d in catalog} | {e.owner for e in catalog.errors if e.owner}
     return [SHARED_LOCATION, *sorted(teams - {SHARED_LOCATION})]
+
+
+def holds_platform_assets(team: str | None) -> bool:
+    """Whether the location of `team` (None: the single one) holds the platform's own assets."""
+    return team in (None, SHARED_LOCATION)
 
 
 def location_of(settings: PlatformSettings, owner: str) -> str:
@@ -56,7 +66,7 @@ def workspace(settings: PlatformSettings, catalog: Catalog) -> dict[str, Any]:
     if settings.code_locations == "single":
         entries = [{"module_name": SINGLE_MODULE, "attribute": "defs", "location_name": SINGLE_LOCATION}]
     else:
-        entries = [{"module_name": TEAM_MODULE, "attribute": attribute_of(team), "location_name": team}
+        entries = [{"module_name": TEAM_MODULE, "attribute": identifier(team), "location_name": team}
                    for team in location_teams(catalog)]
     return {"load_from": [{"python_module": entry} for entry in entries]}
 
@@ -77,6 +87,6 @@ def user_deployments(settings: PlatformSettings, catalog: Catalog, values: dict[
         for team in location_teams(catalog):
             deployment = copy.deepcopy(template)
             deployment["name"] = team
-            deployment["dagsterApiGrpcArgs"] = ["-m", TEAM_MODULE, "-a", attribute_of(team)]
+            deployment["dagsterApiGrpcArgs"] = ["-m", TEAM_MODULE, "-a", identifier(team)]
             generated.append(deployment)
     return {"dagster-user-deployments": {**chart, "deployments": generated}}

@@ -124,8 +124,12 @@ def test_a_broken_spec_or_dbt_project_stays_in_its_team(per_team: PlatformSettin
         "the shared location lists every spec's errors"
 
 
-def test_the_workspace_and_helm_deployments_come_from_the_catalog(per_team: PlatformSettings) -> None:
+def test_the_workspace_and_helm_deployments_come_from_the_catalog(per_team: PlatformSettings, tmp_path: Path) -> None:
+    ghost = tmp_path / "catalog" / "ghost-api" / "deliverable.yaml"  # names a team the registry lacks
+    ghost.parent.mkdir()
+    ghost.write_text("name: ghost-api\nkind: service\nowner: ghost-team\ndescription: x\nservice: {app: a:app}\n")
     catalog = load_catalog(catalog_dir(per_team), per_team)
+    assert any(error.owner == "ghost-team" for error in catalog.errors)
     entries = [entry["python_module"] for entry in workspace(per_team, catalog)["load_from"]]
     assert [(e["location_name"], e["attribute"], e["module_name"]) for e in entries] == [
         ("platform", "platform", TEAM_MODULE), ("analytics", "analytics", TEAM_MODULE),

@@ -24,6 +24,7 @@ import dagster as dg
 
 from platform_assets.kinds.dataset.dbt_child import dbt_env
 from platform_assets.kinds.dataset.dbt_projects import PLATFORM_PREFIX, DbtProject
+from platform_assets.workspace import identifier
 
 REFABLE = ("model", "seed", "snapshot")
 
@@ -130,7 +131,7 @@ def dbt_specs(
                 key=key(node),
                 deps=[key(known[d]) for d in node.get("depends_on", {}).get("nodes", []) if d in known],
                 description=node.get("description") or f"dbt {node['resource_type']} {node['name']}",
-                group_name=team.replace("-", "_") if team else prefix,
+                group_name=identifier(team) if team else prefix,
                 owners=[f"team:{team}"] if team else [],
                 kinds={"dbt", warehouse_type},
                 tags={"dbt_resource": node["resource_type"]},
@@ -194,7 +195,8 @@ def warehouse_assets(
     owners = team_of_nodes(manifest, published)
     specs, checks = dbt_specs(manifest, owners, project, warehouse_type)
     if team is not None:
-        held = {uid for uid in manifest["nodes"] if owners.get(uid, next(iter(published.values()), None)) == team}
+        first_publisher = next(iter(published.values()), None)
+        held = {uid for uid in manifest["nodes"] if owners.get(uid, first_publisher) == team}
         keys = {dbt_asset_key(manifest["nodes"][uid], project.key_prefix) for uid in held}
         specs = [spec for spec in specs if spec.key in keys]
         checks = [check for check in checks if check.asset_key in keys]
