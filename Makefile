@@ -39,12 +39,12 @@ mlflow-ui: install
 test-deps:
 	scripts/install-test-deps.sh
 
-## Lint, validate the demo catalog, run the whole test suite (the slowest tests listed at the end):
-## what needs no daemon on both cores, then the daemon tests (dagster dev, make, Chromium) alone.
+## Lint, validate the demo catalog, run the whole test suite (the slowest tests listed at the end) in
+## four workers: on two cores, since much of it waits (sensor ticks, servers, health checks), and the
+## daemon tests go first (tests/conftest.py) so the rest overlaps them.
 test: install test-deps lint
 	$(BIN)/deliver validate
-	$(BIN)/python -m pytest -m "not daemon" -n 2 --dist loadfile --durations=15
-	$(BIN)/python -m pytest -m daemon --durations=5
+	$(BIN)/python -m pytest -n 4 --dist load --durations=15
 
 ## The fast loop: the tests marked `unit` (no platform instance, delivery or server; see tests/conftest.py).
 test-fast: install lint

@@ -32,10 +32,17 @@ def executor(settings: PlatformSettings, team: str | None = None) -> dg.Executor
     # Steps fork from a server that imported the location's module (Dagster, the catalog, the asset
     # graph) once per run, instead of paying that load per step; heavy libraries are imported where
     # used, so the preload stays small. Each step is still a process of its own. A team's module
-    # builds the team its process names (workspace.LOCATION_ENV) at import.
-    preload = SINGLE_MODULE if team is None else TEAM_MODULE
+    # builds the team its process names (workspace.LOCATION_ENV) at import; step_preload then adds
+    # what each step would load again before its first line (the instance's storages, the repository).
     return dg.multiprocess_executor.configured(
-        {"start_method": {"forkserver": {"preload_modules": [preload]}}}, name=dg.multiprocess_executor.name)
+        {"start_method": {"forkserver": {"preload_modules": preload_modules(team)}}},
+        name=dg.multiprocess_executor.name)
+
+
+def preload_modules(team: str | None = None) -> list[str]:
+    """What the local executor's forkserver imports, in order: the location's module, then what a step
+    needs before its first line (step_preload.py)."""
+    return [SINGLE_MODULE if team is None else TEAM_MODULE, "platform_assets.step_preload"]
 
 
 def build_definitions(settings: PlatformSettings | None = None, team: str | None = None,

@@ -120,10 +120,13 @@ def _starts_processes(item: pytest.Item) -> bool:
     return any(call in source for call in PROCESS_CALLS)
 
 
+RUN_ORDER = ("daemon", "e2e", "unit")  # longest first, so the short ones fill the workers at the end
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         module = item.module.__name__.rsplit(".", 1)[-1]
-        if any(item.get_closest_marker(name) for name in ("unit", "e2e", "daemon")):
+        if any(item.get_closest_marker(name) for name in RUN_ORDER):
             continue  # the test says so itself
         if module in DAEMON_MODULES:
             item.add_marker(pytest.mark.daemon)
@@ -132,6 +135,9 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.e2e)
         else:
             item.add_marker(pytest.mark.unit)
+    # `make test` hands tests to its workers in this order (pytest-xdist `--dist load`): the daemon
+    # tests, which mostly wait on sensor ticks and servers, start first and overlap everything else.
+    items.sort(key=lambda item: next(i for i, name in enumerate(RUN_ORDER) if item.get_closest_marker(name)))
 
 
 def cli(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:

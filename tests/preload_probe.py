@@ -1,0 +1,15 @@
+"""Run in a process forked from the executor's forkserver (tests/test_step_preload.py): what it found
+already imported. Imports nothing itself, so what it reports came from the preload."""
+
+from __future__ import annotations
+
+import sys
+
+EXPECTED = ("alembic", "dagster._core.storage.runs.sqlite.sqlite_run_storage", "dagster._utils.test.definitions",
+            "platform_assets.definitions", "sqlalchemy")
+
+
+def loaded() -> dict:
+    found = {"modules": sorted(m for m in EXPECTED if m in sys.modules)}
+    preload = sys.modules.get("platform_assets.step_preload")  # read, never imported here
+    return {**found, "forkserver": preload.in_forkserver() if preload else None}

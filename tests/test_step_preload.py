@@ -1,0 +1,60 @@
+"""What a step forks with: the executor's forkserver preloads the location and step_preload, so a
+step's process finds the instance's storages and the loaded location already imported."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+from platform_assets.code_location import preload_modules
+from platform_assets.settings import PROJECT_ROOT
+from platform_assets.step_preload import in_forkserver, instance_modules
+from platform_assets.workspace import SINGLE_MODULE, TEAM_MODULE
+from tests.preload_probe import EXPECTED
+
+# A fresh interpreter starts a forkserver with the executor's preload list, as the multiprocess
+# executor does, and a process forked from it reports what it found loaded.
+PROBE = """
+import json, multiprocessing, sys
+from tests.preload_probe import loaded
+
+context = multiprocessing.get_context("forkserver")
+context.set_forkserver_preload(json.loads(sys.argv[1]))
+before = sorted(m for m in ("sqlalchemy", "alembic", "platform_assets.definitions") if m in sys.modules)
+with context.Pool(1) as pool:
+    print(json.dumps([before, pool.apply(loaded)]))
+"""
+
+
+def test_the_executor_preloads_the_location_then_step_preload() -> None:
+    assert preload_modules() == [SINGLE_MODULE, "platform_assets.step_preload"]
+    assert preload_modules("ml-team") == [TEAM_MODULE, "platform_assets.step_preload"]
+
+
+def test_the_instance_modules_are_those_its_dagster_yaml_configures(tmp_path: Path) -> None:
+    shutil.copy(PROJECT_ROOT / "deploy" / "dagster.local.yaml", tmp_path / "dagster.yaml")
+    configured = yaml.safe_load((tmp_path / "dagster.yaml").read_text())
+    modules = instance_modules(str(tmp_path))
+    assert configured["run_coordinator"]["module"] in modules, modules
+    assert "dagster._core.storage.sqlite_storage" in modules, "the default storage: SQLite"
+    assert instance_modules(None) == [] and not in_forkserver()
+
+
+def test_a_forked_step_finds_the_storages_and_the_location_loaded(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    shutil.copy(PROJECT_ROOT / "deploy" / "dagster.local.yaml", home / "dagster.yaml")
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("PLATFORM_TEAM")}, "DAGSTER_HOME": str(home)}
+    completed = subprocess.run([sys.executable, "-c", PROBE, json.dumps(preload_modules())], cwd=PROJECT_ROOT, env=env,
+                               capture_output=True, text=True, timeout=300)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    before, child = json.loads(completed.stdout.splitlines()[-1])
+    assert before == [], "the parent loaded none of it itself"
+    # A process forked from the forkserver counts as it: such processes end with os._exit, never atexit.
+    assert child == {"modules": sorted(EXPECTED), "forkserver": True}
