@@ -4,31 +4,29 @@ forks with it already loaded instead of loading it again before its first line.
 A step's process opens the run's instance, loads the code location's repository and plans its step
 before its first log line. Importing only the location's module (what Dagster preloads by default)
 leaves the instance's storages (SQLAlchemy, Alembic, Dagster's SQL storages: about half a second)
-and the repository's build to every step; this module does both once. The modules it adds are the
-ones every step imports anyway, so the forkserver's own start grows by less than one step saves.
+and the repository's build to every step; this module does both once (opening the instance once
+imports its storages). The modules it adds are the ones every step imports anyway, so the
+forkserver's own start grows by less than one step saves.
 """
 
 from __future__ import annotations
 
 import atexit
-import importlib
 import os
 import sys
 
 import dagster as dg
-from dagster._core.instance import InstanceRef
-from dagster._core.instance.ref import ConfigurableClassData
 
 from platform_assets.workspace import LOCATION_ENV, SINGLE_MODULE, TEAM_MODULE
 
 
-def instance_modules(home: str | None) -> list[str]:
-    """The modules of the classes the instance in `home` (DAGSTER_HOME) is configured with: its run,
-    event log and schedule storages, compute logs, launcher and coordinator."""
-    if not home:
-        return []  # an ephemeral instance: the step's process has nothing to open but memory
-    ref = InstanceRef.from_dir(home)
-    return sorted({data.module_name for data in ref if isinstance(data, ConfigurableClassData)})
+def warm_instance(home: str | None) -> None:
+    """Open and close the instance in `home` (DAGSTER_HOME) once: that imports its storages' modules
+    (SQLAlchemy, Alembic, Dagster's SQL storages), so a step's process only connects. Nothing stays
+    open across the fork."""
+    if home:  # otherwise an ephemeral instance: a step has nothing to open but memory
+        with dg.DagsterInstance.from_config(home):
+            pass
 
 
 def preloaded_locations() -> list[dg.Definitions]:
@@ -48,10 +46,7 @@ def in_forkserver() -> bool:
 
 
 def preload() -> None:
-    for name in instance_modules(os.environ.get("DAGSTER_HOME")):
-        importlib.import_module(name)
-    # A step's process loads the location through Dagster's loader, which imports this itself.
-    importlib.import_module("dagster._utils.test.definitions")
+    warm_instance(os.environ.get("DAGSTER_HOME"))
     # Both cached (on the Definitions, in the repository), so every step reuses them: the repository
     # and the asset job that a materialization's steps subset.
     for definitions in preloaded_locations():

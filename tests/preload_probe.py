@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import sys
 
-EXPECTED = ("alembic", "dagster._core.storage.runs.sqlite.sqlite_run_storage", "dagster._utils.test.definitions",
-            "platform_assets.definitions", "sqlalchemy")
+EXPECTED = ("alembic", "dagster._core.storage.runs.sqlite.sqlite_run_storage", "platform_assets.definitions",
+            "sqlalchemy")
 
 
 def loaded() -> dict:

@@ -10,11 +10,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-import yaml
-
 from platform_assets.code_location import preload_modules
 from platform_assets.settings import PROJECT_ROOT
-from platform_assets.step_preload import in_forkserver, instance_modules
+from platform_assets.step_preload import in_forkserver, warm_instance
 from platform_assets.workspace import SINGLE_MODULE, TEAM_MODULE
 from tests.preload_probe import EXPECTED
 
@@ -37,13 +35,12 @@ def test_the_executor_preloads_the_location_then_step_preload() -> None:
     assert preload_modules("ml-team") == [TEAM_MODULE, "platform_assets.step_preload"]
 
 
-def test_the_instance_modules_are_those_its_dagster_yaml_configures(tmp_path: Path) -> None:
+def test_the_instance_is_opened_once_where_dagster_yaml_puts_it(tmp_path: Path) -> None:
     shutil.copy(PROJECT_ROOT / "deploy" / "dagster.local.yaml", tmp_path / "dagster.yaml")
-    configured = yaml.safe_load((tmp_path / "dagster.yaml").read_text())
-    modules = instance_modules(str(tmp_path))
-    assert configured["run_coordinator"]["module"] in modules, modules
-    assert "dagster._core.storage.sqlite_storage" in modules, "the default storage: SQLite"
-    assert instance_modules(None) == [] and not in_forkserver()
+    warm_instance(str(tmp_path))
+    assert (tmp_path / "history" / "runs.db").exists(), "the default storage, SQLite, made its schema"
+    warm_instance(None)  # an ephemeral instance: nothing to open
+    assert not in_forkserver()
 
 
 def test_a_forked_step_finds_the_storages_and_the_location_loaded(tmp_path: Path) -> None:
