@@ -26,7 +26,9 @@ job by name (an asset job of literal check keys, a batch job's runs; the bare sc
 
 Executor: Dagster's own executor definitions (`dg.multiprocess_executor`, ...) are passed to the
 bare `dg.Definitions` by name, `.configured({...}, name=...)` with the same plain config when ours
-is (the forkserver start method); a custom executor is refused.
+is (the forkserver start method); the platform's local executor, which builds Dagster's multiprocess
+executor and runs chains in the run's process, counts as the multiprocess one (bench_describe.py); any
+other custom executor is refused.
 """
 
 import keyword

@@ -150,7 +150,7 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="bench-daemon-lead-time-") as folder:
         tmp = Path(folder)
-        env = prepare(tmp, "forkserver")
+        env = prepare(tmp, "in-run")  # the default: chains in the run's process
         if args.sensor_interval_s:
             config = Path(env["PLATFORM_CONFIG"])
             settings = yaml.safe_load(config.read_text())

@@ -22,6 +22,8 @@ from typing import Any, Union, get_args, get_origin
 
 import dagster as dg
 
+from platform_assets.local_executor import chain_in_run_executor
+
 # AssetSpec attributes the generator does not reproduce; recorded so a change is noticed.
 _UNSUPPORTED_SPEC_FIELDS = (
     "code_version",
@@ -57,6 +59,10 @@ _LITERAL_TYPES = (str, int, float, bool, type(None))
 # Executor definitions the bare module can name as `dg.<name>` (configured with a plain dict too); a
 # custom executor is described as unsupported (the generator refuses it).
 _BUILTIN_EXECUTORS = ("in_process_executor", "multiprocess_executor", "multi_or_in_process_executor")
+# The platform's local executor is Dagster's multiprocess executor (same config) that runs a chain's
+# steps in the run's process: it changes where steps run, not what loads, so the bare module names
+# the multiprocess one.
+_EQUIVALENT_EXECUTORS = {chain_in_run_executor: "multiprocess_executor"}
 KIND_TAG_PREFIX = "dagster/kind/"
 # The class of `dg.EnvVar.int(...)` (an int subclass), which Dagster does not export.
 _INT_ENV_VAR = type(dg.EnvVar.int("BENCH_DESCRIBE"))
@@ -160,9 +166,10 @@ def _describe_executor(executor: Any) -> dict[str, Any] | None:
     schema = executor.config_schema
     parent = getattr(schema, "parent_def", None)
     for name in _BUILTIN_EXECUTORS:
-        if executor is getattr(dg, name):
+        builtins = [getattr(dg, name), *(ours for ours, same in _EQUIVALENT_EXECUTORS.items() if same == name)]
+        if any(executor is builtin for builtin in builtins):
             return {"builtin": name}
-        if parent is getattr(dg, name) and executor.name == parent.name:
+        if any(parent is builtin for builtin in builtins) and executor.name == parent.name:
             return {"builtin": name, "config": schema._config_fn({})}
     return {"unsupported": f"{type(executor).__name__} {getattr(executor, 'name', None)!r}"}
 

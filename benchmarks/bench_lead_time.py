@@ -1,17 +1,19 @@
 """How much of a manual delivery is the work, and how much is Dagster starting processes?
 
-Usage: .venv/bin/python benchmarks/bench_lead_time.py [--repeat 3] [--methods spawn forkserver] [--json PATH]
+Usage: .venv/bin/python benchmarks/bench_lead_time.py [--repeat 3] [--methods in-run forkserver spawn] [--json PATH]
 
 The demo service without its model dependency (`recommendations-api`, `depends_on` dropped) is
 delivered through build, evaluate, staging and prod by the README's command, `dagster asset
 materialize -m platform_assets.definitions --select ...`, on a fresh instance each time (a new
-DAGSTER_HOME: nothing reused, the local deploy targets stopped afterwards), once per local start
-method of the multiprocess executor (platform.yaml `execution.local_start_method`). From the run's
-event log:
+DAGSTER_HOME: nothing reused, the local deploy targets stopped afterwards), once per way of running
+the steps (platform.yaml `execution`): `in-run`, the default, runs the chain of four stages in the
+run's own process (`local_chain_in_run`); `forkserver` and `spawn` give each step a process of its
+own, forked from the preloaded forkserver or a fresh interpreter (`local_start_method`). From the
+run's event log:
 
 - `work`: the sum of the four steps' own durations (STEP_START to STEP_SUCCESS);
 - `start-up`: per step, the executor launching its process (STEP_WORKER_STARTING) to its first
-  event (STEP_START), the mean of the four;
+  event (STEP_START), the mean of the four (forked or spawned steps only);
 - `run`: the run's first event to its last;
 - `wall`: the command, start to exit (interpreter, code location load, run, exit).
 
@@ -39,6 +41,13 @@ SERVICE = "recommendations-api"
 STAGES = ("build", "evaluate", "staging", "prod")
 
 
+METHODS = {  # how the run's steps execute: platform.yaml `execution` settings
+    "in-run": {"local_chain_in_run": True},  # the default: the four stages are a chain
+    "forkserver": {"local_chain_in_run": False, "local_start_method": "forkserver"},
+    "spawn": {"local_chain_in_run": False, "local_start_method": "spawn"},
+}
+
+
 def prepare(tmp: Path, method: str) -> dict[str, str]:
     """A fresh instance, a one-service catalog and a platform.yaml with `method`: the command's environment."""
     home, catalog = tmp / "home", tmp / "catalog"
@@ -50,7 +59,7 @@ def prepare(tmp: Path, method: str) -> dict[str, str]:
     spec.pop("depends_on", None)
     spec_path.write_text(yaml.safe_dump(spec, sort_keys=False))
     config = yaml.safe_load((ROOT / "platform.yaml").read_text())
-    config.setdefault("execution", {})["local_start_method"] = method
+    config.setdefault("execution", {}).update(METHODS[method])
     config.setdefault("identity", {})["teams_file"] = str(ROOT / "teams.yaml")
     (tmp / "platform.yaml").write_text(yaml.safe_dump(config))
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DAGSTER_", "PLATFORM_"))}
@@ -114,14 +123,14 @@ def stop_deployments(env: dict[str, str]) -> None:
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--methods", nargs="+", default=["spawn", "forkserver"], choices=["spawn", "forkserver"])
+    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
     runs: dict[str, list[dict[str, float]]] = {method: [] for method in args.methods}
     for _ in range(args.repeat):  # alternate, so drift on the machine touches both alike
         for method in args.methods:
             runs[method].append(deliver_once(method))
-    print(f"{'start method':<13} {'work (s)':>9} {'start-up/step (s)':>18} {'run (s)':>8} {'wall (s)':>9} "
+    print(f"{'steps':<13} {'work (s)':>9} {'start-up/step (s)':>18} {'run (s)':>8} {'wall (s)':>9} "
           f"{'wall/work':>10}")
     medians = {}
     for method, figures in runs.items():

@@ -11,6 +11,7 @@ from platform_assets.factory import build_assets, live_checks
 from platform_assets.freshness import freshness_checks, freshness_sensor
 from platform_assets.kinds.model.drift_check import drift_checks, drift_schedule
 from platform_assets.kinds.registry import HANDLERS
+from platform_assets.local_executor import chain_in_run_executor
 from platform_assets.metrics_asset import delivery_metrics_asset, delivery_metrics_schedule
 from platform_assets.resources_config import platform_resources
 from platform_assets.settings import PlatformSettings, catalog_dir, load_settings
@@ -27,16 +28,16 @@ def executor(settings: PlatformSettings, team: str | None = None) -> dg.Executor
         from platform_assets.k8s_executor import kubernetes_executor
 
         return kubernetes_executor(settings)
+    local = chain_in_run_executor if settings.execution.local_chain_in_run else dg.multiprocess_executor
     if settings.execution.local_start_method == "spawn":
-        return dg.multiprocess_executor
+        return local
     # Steps fork from a server that imported the location's module (Dagster, the catalog, the asset
     # graph) once per run, instead of paying that load per step; heavy libraries are imported where
-    # used, so the preload stays small. Each step is still a process of its own. A team's module
+    # used, so the preload stays small. (A chain's steps run in the run's process: local_executor.py.) A team's module
     # builds the team its process names (workspace.LOCATION_ENV) at import; step_preload then adds
     # what each step would load again before its first line (the instance's storages, the repository).
-    return dg.multiprocess_executor.configured(
-        {"start_method": {"forkserver": {"preload_modules": preload_modules(team)}}},
-        name=dg.multiprocess_executor.name)
+    return local.configured({"start_method": {"forkserver": {"preload_modules": preload_modules(team)}}},
+                            name=dg.multiprocess_executor.name)
 
 
 def preload_modules(team: str | None = None) -> list[str]:

@@ -347,6 +347,9 @@ class Execution(_Strict):
     # `local` mode: each step a child of a forkserver that imported the code location once per run
     # (`forkserver`), or a fresh interpreter that imports Dagster and loads it again (`spawn`).
     local_start_method: Literal["forkserver", "spawn"] = "forkserver"
+    # A run whose steps can only run one after another (one deliverable's stages) runs them in its
+    # own process (local_executor.py); false gives every step a process of its own.
+    local_chain_in_run: bool = True
 
 
 class PlatformSettings(_Strict):

@@ -195,13 +195,11 @@ def promotion_sensors(catalog: Catalog, settings: PlatformSettings) -> list[dg.S
     """The promotion sensor and the run-status sensor, both launching runs of one job.
 
     `platform_promote` holds every environment asset (its checks included), of which each request
-    selects one environment: one step, which on one machine runs in the run's own process (already
-    a fresh one per run) instead of a step process forked for it. On Kubernetes the location's
-    executor stays (the k8s executor needs its run launcher)."""
+    selects one environment: a chain, which on one machine the location's executor runs in the
+    run's own process (already a fresh one per run; local_executor.py)."""
     keys = [env_key(d.name, env) for d in catalog for env in settings.environment_names]
     promote = dg.define_asset_job(
         "platform_promote", selection=dg.AssetSelection.assets(*keys),
-        executor_def=None if settings.execution_mode == "kubernetes" else dg.in_process_executor,
         description="Deploys a version into one environment (promotions).")
     tick = catalog_sensor(
         "platform_promotion", "Moves healthy versions to the next environment by each spec's promotion policy.",
