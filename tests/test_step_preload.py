@@ -17,16 +17,22 @@ from platform_assets.workspace import SINGLE_MODULE, TEAM_MODULE
 from tests.preload_probe import EXPECTED
 
 # A fresh interpreter starts a forkserver with the executor's preload list, as the multiprocess
-# executor does, and a process forked from it reports what it found loaded.
+# executor does, and a process forked from it reports what it found loaded (through a pipe, as the
+# executor's children do: a Pool's teardown hung once under the full suite's load).
 PROBE = """
 import json, multiprocessing, sys
-from tests.preload_probe import loaded
+from tests.preload_probe import send_loaded
 
 context = multiprocessing.get_context("forkserver")
 context.set_forkserver_preload(json.loads(sys.argv[1]))
 before = sorted(m for m in ("sqlalchemy", "alembic", "platform_assets.definitions") if m in sys.modules)
-with context.Pool(1) as pool:
-    print(json.dumps([before, pool.apply(loaded)]))
+reader, writer = context.Pipe(duplex=False)
+child = context.Process(target=send_loaded, args=(writer,))
+child.start()
+writer.close()
+print(json.dumps([before, reader.recv()]), flush=True)
+child.join(60)
+sys.exit(child.exitcode)
 """
 
 
