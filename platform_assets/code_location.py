@@ -31,11 +31,12 @@ def executor(settings: PlatformSettings, team: str | None = None) -> dg.Executor
     local = chain_in_run_executor if settings.execution.local_chain_in_run else dg.multiprocess_executor
     if settings.execution.local_start_method == "spawn":
         return local
-    # Steps fork from a server that imported the location's module (Dagster, the catalog, the asset
-    # graph) once per run, instead of paying that load per step; heavy libraries are imported where
-    # used, so the preload stays small. (A chain's steps run in the run's process: local_executor.py.) A team's module
-    # builds the team its process names (workspace.LOCATION_ENV) at import; step_preload then adds
-    # what each step would load again before its first line (the instance's storages, the repository).
+    # A chain's steps run in the run's process (local_executor.py); other runs' steps fork from a
+    # server that imported the location's module (Dagster, the catalog, the asset graph) once per run
+    # instead of paying that load per step. Heavy libraries are imported where used, so the preload
+    # stays small. A team's module builds the team its process names (workspace.LOCATION_ENV) at
+    # import; step_preload then adds what each step would load again before its first line (the
+    # instance's storages, the repository).
     return local.configured({"start_method": {"forkserver": {"preload_modules": preload_modules(team)}}},
                             name=dg.multiprocess_executor.name)
 

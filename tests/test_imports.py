@@ -43,7 +43,9 @@ for module in json.loads(sys.argv[1]):
             print(json.dumps([module, traceback.format_exc().strip().splitlines()[-1]]), flush=True)
             os._exit(1)
         os._exit(0)
-    os.waitpid(pid, 0)
+    code = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+    if code not in (0, 1):  # 1 printed its traceback; anything else died without one (a signal)
+        print(json.dumps([module, f'the import ended with status {code}']), flush=True)
 """.replace("{packages}", repr(set(PACKAGES)))
 
 
