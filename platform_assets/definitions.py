@@ -2,6 +2,8 @@
 
 from platform_assets.code_location import build_definitions
 from platform_assets.kinds.model.safety import forbid_unchecked_loads
+from platform_assets.process_heap import settle
 
 forbid_unchecked_loads()  # every platform process loads this module: MLflow deserializes no unchecked model
 defs = build_definitions()
+settle()  # the definitions live as long as the process: the collector need not walk them

@@ -16,6 +16,7 @@ import dagster as dg
 from platform_assets.catalog import load_catalog
 from platform_assets.code_location import build_definitions
 from platform_assets.kinds.model.safety import forbid_unchecked_loads
+from platform_assets.process_heap import settle
 from platform_assets.settings import catalog_dir, load_settings, teams_path
 from platform_assets.workspace import LOCATION_ENV, identifier, location_teams, team_of
 
@@ -34,6 +35,7 @@ def __getattr__(attribute: str) -> dg.Definitions:
                              f"{', '.join(identifier(t) for t in teams)}")
     os.environ[LOCATION_ENV] = attribute
     definitions = globals()[attribute] = build_definitions(settings, team, catalog)
+    settle()  # kept for the process's life, as in definitions.py
     return definitions
 
 
