@@ -1,11 +1,13 @@
 """How much of a manual delivery is the work, and how much is Dagster starting processes?
 
-Usage: .venv/bin/python benchmarks/bench_lead_time.py [--repeat 3] [--methods in-run forkserver spawn] [--json PATH]
+Usage: .venv/bin/python benchmarks/bench_lead_time.py [--repeat 3] [--methods in-run forkserver spawn]
+       [--opened-instance] [--json PATH]
 
 The demo service without its model dependency (`recommendations-api`, `depends_on` dropped) is
 delivered through build, evaluate, staging and prod by the README's command, `dagster asset
 materialize -m platform_assets.definitions --select ...`, on a fresh instance each time (a new
-DAGSTER_HOME: nothing reused, the local deploy targets stopped afterwards), once per way of running
+DAGSTER_HOME: nothing reused, the local deploy targets stopped afterwards; with --opened-instance its
+storages are created first, as `make dev` leaves them, so the command only connects), once per way of running
 the steps (platform.yaml `execution`): `in-run`, the default, runs the chain of four stages in the
 run's own process (`local_chain_in_run`); `forkserver` and `spawn` give each step a process of its
 own, forked from the preloaded forkserver or a fresh interpreter (`local_start_method`). From the
@@ -67,10 +69,18 @@ def prepare(tmp: Path, method: str) -> dict[str, str]:
     return env
 
 
-def deliver_once(method: str) -> dict[str, float]:
+def open_instance(env: dict[str, str]) -> None:
+    """Create the instance's storages (SQLite schemas, about 0.5 s), as `make dev` does on its first start."""
+    subprocess.run([sys.executable, "-c", "import dagster; dagster.DagsterInstance.get().get_runs(limit=1)"],
+                   cwd=ROOT, env=env, check=True, timeout=120)
+
+
+def deliver_once(method: str, opened: bool) -> dict[str, float]:
     with tempfile.TemporaryDirectory(prefix="bench-lead-time-") as folder:
         tmp = Path(folder)
         env = prepare(tmp, method)
+        if opened:
+            open_instance(env)
         selection = ",".join(f"{SERVICE}/{stage}" for stage in STAGES)
         start = time.perf_counter()
         completed = subprocess.run(
@@ -124,12 +134,14 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
+    parser.add_argument("--opened-instance", action="store_true", help="create the instance's storages first")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
     runs: dict[str, list[dict[str, float]]] = {method: [] for method in args.methods}
     for _ in range(args.repeat):  # alternate, so drift on the machine touches both alike
         for method in args.methods:
-            runs[method].append(deliver_once(method))
+            runs[method].append(deliver_once(method, args.opened_instance))
+    print(f"instance: {'opened before (as after make dev)' if args.opened_instance else 'fresh'}")
     print(f"{'steps':<13} {'work (s)':>9} {'start-up/step (s)':>18} {'run (s)':>8} {'wall (s)':>9} "
           f"{'wall/work':>10}")
     medians = {}
@@ -141,7 +153,8 @@ def main(argv: list[str]) -> int:
         print(f"RATIO {method} {median['wall'] / median['work']:.2f}")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"runs": runs, "medians": medians}, indent=2))
+        args.json.write_text(json.dumps({"instance": "opened" if args.opened_instance else "fresh", "runs": runs,
+                                               "medians": medians}, indent=2))
     return 0
 
 

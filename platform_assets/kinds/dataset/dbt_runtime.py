@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -48,8 +49,15 @@ def warehouse_env(warehouse: Warehouse, schema: str) -> Iterator[None]:
 
 def dbt_cli(warehouse: Warehouse, project: DbtProject) -> DbtCliResource:
     """The project as it is, with the platform's profile: nothing is written into its folder."""
-    return DbtCliResource(project_dir=str(project.dir), profiles_dir=str(project.profiles_dir()),
-                          target=warehouse.dbt_target, dbt_executable=dbt_executable())
+    return _dbt_cli(str(project.dir), str(project.profiles_dir()), warehouse.dbt_target, dbt_executable())
+
+
+@functools.cache
+def _dbt_cli(project_dir: str, profiles_dir: str, target: str, executable: str) -> DbtCliResource:
+    """One resource per project and target in a process, since each asks its executable for its
+    version once (`dbt --version`, which also asks PyPI for dbt's latest releases: 2 s of CPU, up
+    to 3 s more waiting where PyPI cannot be reached) before its first command."""
+    return DbtCliResource(project_dir=project_dir, profiles_dir=profiles_dir, target=target, dbt_executable=executable)
 
 
 def run_dbt(args: list[str], project: DbtProject, manifest: Path, warehouse: Warehouse, schema: str,
