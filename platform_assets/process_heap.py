@@ -13,6 +13,7 @@ exit, and Python runs no finalizer at exit for those anyway.
 from __future__ import annotations
 
 import atexit
+import functools
 import gc
 
 
@@ -23,12 +24,8 @@ def settle() -> None:
     freeze_at_exit()
 
 
+@functools.cache  # registered once per process
 def freeze_at_exit() -> None:
     """At exit (atexit runs before the interpreter's teardown), freeze the heap so that its final
-    collection has nothing to walk. Registered once per process."""
-    if not _registered:
-        atexit.register(gc.freeze)
-        _registered.append(True)
-
-
-_registered: list[bool] = []
+    collection has nothing to walk."""
+    atexit.register(gc.freeze)
