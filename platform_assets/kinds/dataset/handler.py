@@ -178,7 +178,7 @@ class DatasetHandler(KindHandler):
         known = models_by_name(manifest)
         with tempfile.TemporaryDirectory(prefix=f"dbt-compile-{ctx.name}-") as tmp:
             compiled = run_dbt(["compile", *_selection(models)], project, manifest_file, _warehouse(ctx),
-                               AUDIT_SCHEMA_PLACEHOLDER, target_path=Path(tmp))
+                               AUDIT_SCHEMA_PLACEHOLDER, target_path=Path(tmp), keep_parse=True)
             if not compiled.is_successful():
                 raise BuildFailed(f"dbt compile failed: {'; '.join(failed_nodes(compiled))}")
             return _fingerprint(project, manifest, [known[m]["unique_id"] for m in models], _selection(models),
