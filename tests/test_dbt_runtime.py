@@ -34,9 +34,11 @@ def compiled_sql(folder: Path) -> str:
 @pytest.mark.e2e
 def test_a_command_into_the_same_schema_starts_from_the_last_parse_and_compiles_the_same(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    dbt = Path(shutil.copytree(PROJECT_ROOT / "dbt_project", tmp_path / "dbt_project",
-                               ignore=shutil.ignore_patterns("target", "logs", "*.duckdb")))
-    monkeypatch.setenv("PLATFORM_DBT_PROJECT_DIR", str(dbt))
+    # A changed project is another manifest and so another saved parse (DbtProject.cache_dir); the
+    # dataset pipeline tests edit models and see the new SQL built.
+    monkeypatch.setenv("PLATFORM_DBT_PROJECT_DIR", str(shutil.copytree(
+        PROJECT_ROOT / "dbt_project", tmp_path / "dbt_project", ignore=shutil.ignore_patterns("target", "logs",
+                                                                                              "*.duckdb"))))
     monkeypatch.setenv("PLATFORM_STATE_DIR", str(tmp_path / "state"))
 
     first = compile_into(tmp_path / "first", "audit")
@@ -51,8 +53,3 @@ def test_a_command_into_the_same_schema_starts_from_the_last_parse_and_compiles_
     shutil.copyfile(audit, audit.with_name(audit.name.replace("-audit.", "-audit_other.")))
     assert "profile has changed" in compile_into(tmp_path / "stale", "audit_other")
 
-    (dbt / "models" / "marts" / "customer_features.sql").write_text(
-        (dbt / "models" / "marts" / "customer_features.sql").read_text() + "\n-- changed\n")
-    changed = compile_into(tmp_path / "changed", "audit")
-    assert FULL in changed, "a changed project is a new manifest and so a new parse"
-    assert "-- changed" in compiled_sql(tmp_path / "changed") and "-- changed" not in compiled_sql(tmp_path / "first")
