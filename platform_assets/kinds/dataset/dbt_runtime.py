@@ -6,7 +6,6 @@ import contextlib
 import functools
 import os
 import shutil
-import uuid
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ from platform_assets.kinds.dataset.dbt_child import KEEP_ENV
 from platform_assets.kinds.dataset.dbt_manifest import dbt_asset_key, dbt_executable
 from platform_assets.kinds.dataset.dbt_projects import DbtProject
 from platform_assets.settings import state_dir
+from resources.artifact_store import atomic_write
 from resources.warehouse import Warehouse
 
 PARTIAL_PARSE = "partial_parse.msgpack"
@@ -87,17 +87,15 @@ def reused_parse(project: DbtProject, manifest: Path, schema: str, target_path: 
     difference. One command's parse is handed to the next into the same schema of this instance
     and project content: 2 s of a 5 s `dbt compile`. dagster-dbt copies one only from the
     project's own target/, which the platform never writes."""
-    saved = state_dir() / "dbt" / project.key_prefix / "parse" / f"{manifest.parent.parent.name}-{schema}.msgpack"
+    content = manifest.parent.parent.name  # the manifest's cache folder is named by the project's content
+    saved = state_dir() / "dbt" / project.key_prefix / "parse" / f"{content}-{schema}.msgpack"
     if saved.exists():
         target_path.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(saved, target_path / PARTIAL_PARSE)
     yield
     produced = target_path / PARTIAL_PARSE
-    if keep and produced.exists():
-        saved.parent.mkdir(parents=True, exist_ok=True)
-        staged = saved.with_name(f".{saved.name}-{uuid.uuid4().hex[:8]}")
-        shutil.copyfile(produced, staged)
-        os.replace(staged, saved)  # whole or not at all: concurrent commands write their own parse
+    if keep and produced.exists():  # whole or not at all: concurrent commands write their own parse
+        atomic_write(saved, lambda tmp: shutil.copyfile(produced, tmp.name), mode="wb")
 
 
 def build_selected(context: dg.AssetExecutionContext, project: DbtProject, manifest: Path) -> Iterator[Any]:
